@@ -1,0 +1,288 @@
+package job
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+)
+
+// dispatch claims pending jobs whenever there is a free slot and something
+// may be ready: after a submit, after a run ends, or when the earliest
+// retry's backoff expires. It never polls the database on a timer.
+func (s *Scheduler) dispatch(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		s.lastTick.Store(time.Now().UnixMilli())
+		s.claimAndStart(ctx, timer)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-s.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// claimAndStart fills free slots. When the queue holds nothing ready it
+// arms timer for the earliest delayed (retrying) job.
+func (s *Scheduler) claimAndStart(ctx context.Context, timer *time.Timer) {
+	for {
+		free := cap(s.slots) - len(s.slots)
+		if free <= 0 || s.closing.Load() {
+			return
+		}
+		recs, err := s.claim(ctx, free)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("claim jobs", "error", err)
+				timer.Reset(time.Second) // the database may be back soon
+			}
+			return
+		}
+		for _, r := range recs {
+			s.slots <- struct{}{}
+			s.start(r)
+		}
+		if len(recs) < free {
+			s.armRetryTimer(ctx, timer)
+			return
+		}
+	}
+}
+
+func (s *Scheduler) armRetryTimer(ctx context.Context, timer *time.Timer) {
+	var next sql.NullInt64
+	if err := s.db.R.QueryRowContext(ctx, s.q["NextRunAfter"]).Scan(&next); err != nil || !next.Valid {
+		return
+	}
+	d := time.Until(time.UnixMilli(next.Int64))
+	if d <= 0 {
+		d = time.Millisecond // ready but claimed by another node, or a race with a submit
+	}
+	timer.Reset(d)
+}
+
+// claim moves up to n ready pending jobs to running on this node, in one
+// conditional statement, and records their status events.
+func (s *Scheduler) claim(ctx context.Context, n int) ([]*Record, error) {
+	var recs []*Record
+	now := time.Now()
+	err := s.batch.Do(ctx, func(tx *sql.Tx) error {
+		recs = recs[:0]
+		rows, err := tx.QueryContext(ctx, s.q["ClaimNext"], now.UnixMilli(), s.opt.Node,
+			now.Add(s.opt.Lease).UnixMilli(), now.UnixMilli(), n)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			r, err := scanRecord(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			recs = append(recs, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if err := s.insertStatusEvent(ctx, tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		s.hub.notify(r.ID)
+	}
+	return recs, nil
+}
+
+// start runs one claimed attempt in its own goroutine.
+func (s *Scheduler) start(r *Record) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	s.mu.Lock()
+	s.active[r.ID] = &active{attempt: r.Attempt, cancel: cancel}
+	s.mu.Unlock()
+	s.runs.Add(1)
+	go func() {
+		defer s.runs.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.active, r.ID)
+			s.mu.Unlock()
+			cancel(nil)
+			<-s.slots
+			s.kick()
+		}()
+		s.runAttempt(ctx, r)
+	}()
+}
+
+func (s *Scheduler) runAttempt(ctx context.Context, r *Record) {
+	runCtx := ctx
+	if r.TimeoutMS > 0 {
+		var stop context.CancelFunc
+		runCtx, stop = context.WithTimeoutCause(ctx, time.Duration(r.TimeoutMS)*time.Millisecond, errTimeout)
+		defer stop()
+	}
+	c := newCapture(s, r)
+	run := &Run{Job: r, Stdout: c.Stdout, Stderr: c.Stderr, Logger: s.log.With("job_id", r.ID), out: c}
+	out := s.execute(runCtx, run)
+	c.close(context.Background())
+	s.finish(r, out, context.Cause(runCtx), c)
+}
+
+// execute calls the executor, turning a panic into a failed outcome so a
+// bug in one job can never take the server down.
+func (s *Scheduler) execute(ctx context.Context, run *Run) (out Outcome) {
+	defer func() {
+		if p := recover(); p != nil {
+			out = Outcome{Err: fmt.Errorf("panic: %v", p), Traceback: string(debug.Stack())}
+		}
+	}()
+	return s.exec.Execute(ctx, run)
+}
+
+// finish records how an attempt ended: terminal (with its artifact) or, for
+// a failure with attempts left, back to pending after a backoff.
+func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
+	status, errText := Completed, ""
+	switch {
+	case errors.Is(cause, errCanceled):
+		status, errText = Canceled, errCanceled.Error()
+	case errors.Is(cause, errShutdown):
+		status, errText = Failed, errShutdown.Error()
+	case errors.Is(cause, errTimeout):
+		status, errText = Failed, fmt.Sprintf("timed out after %s", time.Duration(r.TimeoutMS)*time.Millisecond)
+	case out.Err != nil:
+		status, errText = Failed, out.Err.Error()
+	}
+	out.Err = nil
+	if errText != "" {
+		out.Err = errors.New(errText)
+	}
+	retry := status == Failed && r.Attempt < r.MaxAttempts
+	var wait time.Duration
+	if retry && !errors.Is(cause, errShutdown) {
+		wait = s.backoff(r.Attempt)
+	}
+	// The database may be briefly unavailable; the job stays running (and
+	// leased) until this lands, so keep trying for a while.
+	for try := 0; ; try++ {
+		err := s.endAttempt(context.Background(), r, status, out, retry, wait, c)
+		if err == nil {
+			break
+		}
+		if try >= 30 {
+			s.log.Error("job result not stored; the job will be rescued when its lease expires", "job_id", r.ID, "error", err)
+			return
+		}
+		s.log.Warn("store job result", "job_id", r.ID, "error", err)
+		time.Sleep(time.Second)
+	}
+	s.hub.notify(r.ID)
+	if retry {
+		s.kick()
+	}
+}
+
+func (s *Scheduler) backoff(attempt int) time.Duration {
+	d := s.opt.RetryBackoff << (attempt - 1)
+	if d <= 0 || d > s.opt.MaxRetryBackoff {
+		d = s.opt.MaxRetryBackoff
+	}
+	return d
+}
+
+// endAttempt writes the end of attempt r.Attempt as one conditional
+// statement; if the job is no longer this attempt's (rescued meanwhile), it
+// changes nothing.
+func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, out Outcome, retry bool, wait time.Duration, c *capture) error {
+	now := time.Now().UTC()
+	var errText, tb *string
+	if out.Err != nil {
+		e := out.Err.Error()
+		errText = &e
+	}
+	if out.Traceback != "" {
+		tb = &out.Traceback
+	}
+	return s.batch.Do(ctx, func(tx *sql.Tx) error {
+		var row *sql.Row
+		artID := ""
+		if retry {
+			row = tx.QueryRowContext(ctx, s.q["Requeue"], now.Add(wait).UnixMilli(), out.ExitCode, errText, tb, r.ID, r.Attempt)
+		} else {
+			artID = newArtifactID()
+			row = tx.QueryRowContext(ctx, s.q["Finish"], string(status), now.UnixMilli(), out.ExitCode,
+				jsonText(out.Result), errText, tb, artID, r.ID, r.Attempt)
+		}
+		rec, err := scanRecord(row)
+		if errors.Is(err, sql.ErrNoRows) {
+			s.log.Warn("job attempt ended after it was taken from this node", "job_id", r.ID, "attempt", r.Attempt)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !retry {
+			if err := s.writeArtifact(ctx, tx, rec, artID, out, c, now); err != nil {
+				return err
+			}
+		}
+		return s.insertStatusEvent(ctx, tx, rec)
+	})
+}
+
+// writeArtifact stores the result artifact of a terminal job (SPEC §2).
+func (s *Scheduler) writeArtifact(ctx context.Context, tx *sql.Tx, r *Record, id string, out Outcome, c *capture, now time.Time) error {
+	a := map[string]any{
+		"task":   r.Task,
+		"job_id": r.ID,
+		"params": r.Params,
+	}
+	var errText any
+	if out.Err != nil {
+		errText = out.Err.Error()
+	}
+	switch r.Type {
+	case "shell":
+		a["exit_code"] = out.ExitCode
+		a["error"] = errText
+		if c != nil {
+			a["stdout"], a["stderr"] = c.stdoutTail.String(), c.stderrTail.String()
+			a["stdout_truncated"], a["stderr_truncated"] = c.stdoutTail.Truncated(), c.stderrTail.Truncated()
+		} else {
+			a["stdout"], a["stderr"] = "", ""
+			a["stdout_truncated"], a["stderr_truncated"] = false, false
+		}
+	default:
+		res := out.Result
+		if res == nil {
+			res = json.RawMessage("null")
+		}
+		a["result"] = res
+		a["error"] = errText
+		if c != nil && c.stdoutTail.Total()+c.stderrTail.Total() > 0 {
+			a["stdout"], a["stderr"] = c.stdoutTail.String(), c.stderrTail.String()
+			a["stdout_truncated"], a["stderr_truncated"] = c.stdoutTail.Truncated(), c.stderrTail.Truncated()
+		}
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	_, err = s.artifacts.InsertTx(ctx, tx, id, data, nil, now)
+	return err
+}

@@ -1,0 +1,140 @@
+package job
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+)
+
+// Event is one entry of a job's ordered event sequence, as $stream sends it.
+type Event struct {
+	// ID increases by one with every event of the job; SSE clients resume
+	// after it with Last-Event-ID.
+	ID int64
+	// Kind is "status" (Data is the whole Record) or "log" (Data is a LogLine).
+	Kind string
+	Data json.RawMessage
+	// Status is the job status a status event carries.
+	Status Status
+}
+
+// LogLine is the data of a log event.
+type LogLine struct {
+	Stream string `json:"stream"`
+	Line   string `json:"line"`
+}
+
+// EventsAfter returns the job's stored events with an id greater than after,
+// in order. A log row holds a chunk of lines: line i of a chunk ending at seq
+// with count lines has id seq-count+1+i.
+func (s *Scheduler) EventsAfter(ctx context.Context, jobID string, after int64) ([]Event, error) {
+	rows, err := s.db.R.QueryContext(ctx, s.q["EventsAfter"], jobID, after)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var seq int64
+		var count int
+		var kind, data string
+		if err := rows.Scan(&seq, &kind, &count, &data); err != nil {
+			return nil, err
+		}
+		if kind != "log" {
+			var st struct {
+				Status Status `json:"status"`
+			}
+			json.Unmarshal([]byte(data), &st)
+			out = append(out, Event{ID: seq, Kind: kind, Data: json.RawMessage(data), Status: st.Status})
+			continue
+		}
+		var lines []json.RawMessage
+		if err := json.Unmarshal([]byte(data), &lines); err != nil {
+			return nil, fmt.Errorf("job %s event %d: %w", jobID, seq, err)
+		}
+		first := seq - int64(len(lines)) + 1
+		for i, l := range lines {
+			if id := first + int64(i); id > after {
+				out = append(out, Event{ID: id, Kind: "log", Data: l})
+			}
+		}
+	}
+	return out, rows.Err()
+}
+
+// Logs returns the captured output lines of a job in the order received;
+// stream filters to "stdout" or "stderr" when not empty. What is kept is
+// bounded by the output limit (the oldest lines go first).
+func (s *Scheduler) Logs(ctx context.Context, jobID, stream string) ([]LogLine, error) {
+	rows, err := s.db.R.QueryContext(ctx, s.q["LogEvents"], jobID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []LogLine
+	for rows.Next() {
+		var data string
+		if err := rows.Scan(&data); err != nil {
+			return nil, err
+		}
+		var lines []LogLine
+		if err := json.Unmarshal([]byte(data), &lines); err != nil {
+			return nil, err
+		}
+		for _, l := range lines {
+			if stream == "" || l.Stream == stream {
+				out = append(out, l)
+			}
+		}
+	}
+	return out, rows.Err()
+}
+
+// hub tells in-process waiters that a job has new events. It carries no
+// data: a woken waiter reads what is new from the database, so what it sees
+// is exactly what was committed, in order, whichever node wrote it.
+type hub struct {
+	mu   sync.Mutex
+	subs map[string]map[chan struct{}]struct{}
+}
+
+func newHub() *hub { return &hub{subs: map[string]map[chan struct{}]struct{}{}} }
+
+// Subscribe returns a channel that receives a value (coalesced) after each
+// change to the job, and a function to stop.
+func (s *Scheduler) Subscribe(jobID string) (<-chan struct{}, func()) {
+	return s.hub.subscribe(jobID)
+}
+
+func (h *hub) subscribe(id string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	h.mu.Lock()
+	m := h.subs[id]
+	if m == nil {
+		m = map[chan struct{}]struct{}{}
+		h.subs[id] = m
+	}
+	m[ch] = struct{}{}
+	h.mu.Unlock()
+	return ch, func() {
+		h.mu.Lock()
+		delete(m, ch)
+		if len(m) == 0 && h.subs[id] != nil && len(h.subs[id]) == 0 {
+			delete(h.subs, id)
+		}
+		h.mu.Unlock()
+	}
+}
+
+func (h *hub) notify(id string) {
+	h.mu.Lock()
+	for ch := range h.subs[id] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	h.mu.Unlock()
+}

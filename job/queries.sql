@@ -1,0 +1,104 @@
+-- Every job state change below is one conditional statement: it names the
+-- state it expects (and, for a running job, the attempt it expects), so two
+-- nodes, a cancel and a finishing run can race without corrupting anything:
+-- the loser simply changes no row. /*COLS*/ is the JobRecord column list.
+
+-- name: Insert
+INSERT INTO jobs (id, task_id, type, command, task_snapshot, params, env, status, attempt,
+                  max_attempts, timeout_ms, submitted_at, run_after, event_seq)
+VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, 1)
+
+-- name: ClaimNext
+UPDATE jobs
+SET status = 'running', attempt = attempt + 1, started_at = ?, node = ?, lease_until = ?,
+    cancel_requested = FALSE, event_seq = event_seq + 1
+WHERE status = 'pending' AND id IN (
+    SELECT id FROM jobs WHERE status = 'pending' AND run_after <= ?
+    ORDER BY run_after, id LIMIT ? /*SKIP_LOCKED*/)
+RETURNING /*COLS*/
+
+-- name: NextRunAfter
+SELECT MIN(run_after) FROM jobs WHERE status = 'pending'
+
+-- name: Finish
+UPDATE jobs
+SET status = ?, finished_at = ?, exit_code = ?, result = ?, error = ?, error_traceback = ?,
+    artifact_id = ?, lease_until = NULL, event_seq = event_seq + 1
+WHERE id = ? AND status = 'running' AND attempt = ?
+RETURNING /*COLS*/
+
+-- name: Requeue
+UPDATE jobs
+SET status = 'pending', run_after = ?, exit_code = ?, error = ?, error_traceback = ?,
+    node = NULL, lease_until = NULL, event_seq = event_seq + 1
+WHERE id = ? AND status = 'running' AND attempt = ?
+RETURNING /*COLS*/
+
+-- name: CancelPending
+UPDATE jobs
+SET status = 'canceled', finished_at = ?, error = ?, artifact_id = ?, event_seq = event_seq + 1
+WHERE id = ? AND status = 'pending'
+RETURNING /*COLS*/
+
+-- name: RequestCancel
+UPDATE jobs SET cancel_requested = TRUE WHERE id = ? AND status = 'running'
+RETURNING node, attempt
+
+-- name: SetProgress
+UPDATE jobs SET progress = ?, event_seq = event_seq + 1
+WHERE id = ? AND status = 'running' AND attempt = ?
+RETURNING /*COLS*/
+
+-- name: ReserveSeq
+UPDATE jobs SET event_seq = event_seq + ? WHERE id = ? AND status = 'running' AND attempt = ?
+RETURNING event_seq
+
+-- name: RenewLeases
+UPDATE jobs SET lease_until = ? WHERE node = ? AND status = 'running'
+
+-- name: CancelRequestedHere
+SELECT id FROM jobs WHERE node = ? AND status = 'running' AND cancel_requested = TRUE
+
+-- name: RunningElsewhere
+SELECT id, attempt, node, lease_until FROM jobs WHERE status = 'running' AND node <> ?
+
+-- name: RunningHere
+SELECT id, attempt FROM jobs WHERE status = 'running' AND node = ?
+
+-- name: InsertEvent
+INSERT INTO job_events (job_id, seq, kind, count, bytes, data) VALUES (?, ?, ?, ?, ?, ?)
+
+-- name: EventsAfter
+SELECT seq, kind, count, data FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq
+
+-- name: LogEvents
+SELECT data FROM job_events WHERE job_id = ? AND kind = 'log' ORDER BY seq
+
+-- name: TrimLog
+DELETE FROM job_events WHERE job_id = ? AND kind = 'log' AND seq <= ?
+
+-- name: Get
+SELECT /*COLS*/ FROM jobs WHERE id = ?
+
+-- name: List
+SELECT /*COLS*/ FROM jobs
+WHERE (? = '' OR status = ?) AND (? = '' OR task_id = ?)
+ORDER BY id DESC LIMIT ? OFFSET ?
+
+-- name: Count
+SELECT COUNT(*) FROM jobs WHERE (? = '' OR status = ?) AND (? = '' OR task_id = ?)
+
+-- name: CountPending
+SELECT COUNT(*) FROM jobs WHERE status = 'pending'
+
+-- name: Delete
+DELETE FROM jobs WHERE id = ?
+
+-- name: DeleteEvents
+DELETE FROM job_events WHERE job_id = ?
+
+-- name: ExpiredIDs
+SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT 1000
+
+-- name: TaskHasJob
+SELECT COUNT(*) FROM jobs WHERE task_id = ?

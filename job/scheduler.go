@@ -1,0 +1,501 @@
+package job
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/servicekit/servicekit/artifact"
+	"github.com/servicekit/servicekit/internal/ids"
+	"github.com/servicekit/servicekit/store"
+)
+
+//go:embed queries.sql
+var queryFS embed.FS
+
+var queries = store.MustLoadQueries(queryFS, "queries.sql")
+
+// Errors the scheduler returns; the HTTP layer maps them to problem details.
+var (
+	ErrNotFound        = errors.New("job not found")
+	ErrAlreadyFinished = errors.New("job already finished")
+	ErrShuttingDown    = errors.New("scheduler is shutting down")
+	ErrQueueFull       = errors.New("pending job queue is full")
+)
+
+// Cancellation causes, read back with context.Cause by the run that ends.
+var (
+	errCanceled = errors.New("canceled by request")
+	errShutdown = errors.New("interrupted by shutdown")
+	errTimeout  = errors.New("timed out")
+)
+
+// Executor runs one attempt of a job. The task package provides the one
+// that runs Go functions and shell commands; the scheduler only knows jobs.
+type Executor interface {
+	Execute(ctx context.Context, run *Run) Outcome
+}
+
+// ExecutorFunc adapts a function to Executor.
+type ExecutorFunc func(ctx context.Context, run *Run) Outcome
+
+// Execute calls f.
+func (f ExecutorFunc) Execute(ctx context.Context, run *Run) Outcome { return f(ctx, run) }
+
+// Run is what an executor gets for one attempt: the job and where to send
+// its output and progress.
+type Run struct {
+	Job *Record
+	// Stdout and Stderr capture output: each line becomes a log event and the
+	// tail (up to the output limit) goes into the job's artifact. Safe for
+	// concurrent use.
+	Stdout, Stderr io.Writer
+	// Logger is the server's logger with the job id attached.
+	Logger *slog.Logger
+	out    *capture
+}
+
+// Progress records a progress report; it reaches the job record and a
+// status event shortly after (reports in quick succession are coalesced).
+func (r *Run) Progress(current, total int, message string) {
+	r.out.setProgress(&Progress{Current: current, Total: total, Message: message})
+}
+
+// Outcome is how an attempt ended.
+type Outcome struct {
+	Result    json.RawMessage // function return value (JSON), nil for none
+	ExitCode  *int            // shell exit status
+	Err       error           // nil on success
+	Traceback string          // stack of a panic
+}
+
+// Options configure a Scheduler. The zero value works.
+type Options struct {
+	// Node names this process in job records; default hostname-pid.
+	Node string
+	// MaxConcurrency bounds the jobs running at once on this node; default 4.
+	MaxConcurrency int
+	// MaxPending bounds the pending jobs; Submit fails with ErrQueueFull over it. 0 = no bound.
+	MaxPending int
+	// OutputLimit is the captured bytes kept per stream per job; default 1 MiB.
+	OutputLimit int
+	// Lease is how long a running job's claim lasts without renewal; default 30 s.
+	// Leases are renewed every Lease/3; a job whose lease expired is rescued.
+	Lease time.Duration
+	// RetryBackoff is the wait before the first retry, doubled each further
+	// attempt up to MaxRetryBackoff; defaults 1 s and 5 min.
+	RetryBackoff, MaxRetryBackoff time.Duration
+	// Retention is how long finished jobs are kept; default 7 days, < 0 keeps them forever.
+	Retention time.Duration
+	// LogFlushDelay is how long output lines may wait to be written together; default 20 ms.
+	LogFlushDelay time.Duration
+	Logger        *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Node == "" {
+		host, _ := os.Hostname()
+		o.Node = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if o.MaxConcurrency <= 0 {
+		o.MaxConcurrency = 4
+	}
+	if o.OutputLimit <= 0 {
+		o.OutputLimit = 1 << 20
+	}
+	if o.Lease <= 0 {
+		o.Lease = 30 * time.Second
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = time.Second
+	}
+	if o.MaxRetryBackoff <= 0 {
+		o.MaxRetryBackoff = 5 * time.Minute
+	}
+	if o.Retention == 0 {
+		o.Retention = 7 * 24 * time.Hour
+	}
+	if o.LogFlushDelay <= 0 {
+		o.LogFlushDelay = 20 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Scheduler is the durable job engine of one node: it stores submitted jobs,
+// claims and runs them under the concurrency limit, keeps their leases,
+// rescues jobs of dead nodes and records every state change as an event.
+type Scheduler struct {
+	db        *store.DB
+	q         store.Queries
+	artifacts *artifact.Manager
+	exec      Executor
+	opt       Options
+	log       *slog.Logger
+	hub       *hub
+	batch     *store.Batcher
+
+	wake    chan struct{} // coalesced "look for work" signal
+	slots   chan struct{} // one token per running job
+	mu      sync.Mutex
+	active  map[string]*active // running on this node
+	runs    sync.WaitGroup
+	closing atomic.Bool
+
+	stop     context.CancelFunc // ends dispatcher and maintenance
+	loops    sync.WaitGroup
+	batchEnd context.CancelFunc
+	started  time.Time
+	lastTick atomic.Int64 // unix ms of the dispatcher's last loop, for health
+}
+
+type active struct {
+	attempt int
+	cancel  context.CancelCauseFunc
+}
+
+// New makes a scheduler; call Start to run jobs. exec may be set later with
+// SetExecutor but before Start (the task manager needs the scheduler first).
+func New(db *store.DB, artifacts *artifact.Manager, exec Executor, opt Options) *Scheduler {
+	opt.defaults()
+	return &Scheduler{
+		db: db, q: withCols(db.Prepare(queries)), artifacts: artifacts, exec: exec, opt: opt,
+		log: opt.Logger, hub: newHub(),
+		wake: make(chan struct{}, 1), slots: make(chan struct{}, opt.MaxConcurrency),
+		active: map[string]*active{},
+	}
+}
+
+// SetExecutor sets the executor; call it before Start.
+func (s *Scheduler) SetExecutor(e Executor) { s.exec = e }
+
+// Node is this scheduler's node id.
+func (s *Scheduler) Node() string { return s.opt.Node }
+
+// Options returns the effective options.
+func (s *Scheduler) Options() Options { return s.opt }
+
+// Start rescues jobs left running by dead processes, then starts the
+// dispatcher and the lease, rescue and retention loops.
+func (s *Scheduler) Start(ctx context.Context) error {
+	if s.exec == nil {
+		return errors.New("job: scheduler has no executor")
+	}
+	bctx, bcancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.batchEnd = bcancel
+	s.batch = store.NewBatcher(bctx, s.db, 256)
+	s.started = time.Now()
+	if err := s.rescue(ctx, true); err != nil {
+		return fmt.Errorf("rescue jobs of dead nodes: %w", err)
+	}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = cancel
+	s.loops.Add(2)
+	go func() { defer s.loops.Done(); s.dispatch(lctx) }()
+	go func() { defer s.loops.Done(); s.maintain(lctx) }()
+	s.kick()
+	return nil
+}
+
+// kick wakes the dispatcher without blocking.
+func (s *Scheduler) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// NewJob is what Submit stores.
+type NewJob struct {
+	TaskID      string
+	Type        string
+	Command     string
+	Params      map[string]any
+	Env         map[string]string
+	Task        json.RawMessage // snapshot of the task as executed
+	Timeout     time.Duration
+	MaxAttempts int
+}
+
+// Submit stores a new pending job and wakes the dispatcher. When it returns
+// without error the job is committed: a crash from here on cannot lose it.
+func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
+	if s.closing.Load() {
+		return nil, ErrShuttingDown
+	}
+	if s.opt.MaxPending > 0 {
+		if p, err := s.PendingCount(ctx); err == nil && p >= s.opt.MaxPending {
+			return nil, ErrQueueFull
+		}
+	}
+	if n.MaxAttempts < 1 {
+		n.MaxAttempts = 1
+	}
+	if n.Params == nil {
+		n.Params = map[string]any{}
+	}
+	if n.Task == nil {
+		n.Task = json.RawMessage("null")
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	r := &Record{
+		ID: ids.New(), TaskID: n.TaskID, Type: n.Type, Command: n.Command, Status: Pending,
+		Params: n.Params, Env: n.Env, MaxAttempts: n.MaxAttempts, SubmittedAt: now,
+		Task: n.Task, TimeoutMS: n.Timeout.Milliseconds(), eventSeq: 1,
+	}
+	var timeout *int64
+	if r.TimeoutMS > 0 {
+		timeout = &r.TimeoutMS
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	ms := now.UnixMilli()
+	err = s.batch.Do(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.q["Insert"], r.ID, r.TaskID, r.Type, r.Command, string(r.Task),
+			jsonText(r.Params), jsonText(r.Env), r.MaxAttempts, timeout, ms, ms); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, s.q["InsertEvent"], r.ID, 1, "status", 1, len(data), string(data))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store job: %w", err)
+	}
+	s.kick()
+	return r, nil
+}
+
+// Get returns one job or ErrNotFound.
+func (s *Scheduler) Get(ctx context.Context, id string) (*Record, error) {
+	r, err := scanRecord(s.db.R.QueryRowContext(ctx, s.q["Get"], id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return r, err
+}
+
+// Filter selects jobs for List; empty fields match everything.
+type Filter struct {
+	Status Status
+	TaskID string
+}
+
+// List returns jobs newest first, limit at a time from offset, and how many match in all.
+func (s *Scheduler) List(ctx context.Context, f Filter, limit, offset int) ([]*Record, int, error) {
+	st := string(f.Status)
+	var total int
+	if err := s.db.R.QueryRowContext(ctx, s.q["Count"], st, st, f.TaskID, f.TaskID).Scan(&total); err != nil {
+		return nil, 0, err
+	}
+	rows, err := s.db.R.QueryContext(ctx, s.q["List"], st, st, f.TaskID, f.TaskID, limit, offset)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	out := []*Record{}
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, r)
+	}
+	return out, total, rows.Err()
+}
+
+// PendingCount returns how many jobs wait to run, on every node.
+func (s *Scheduler) PendingCount(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.R.QueryRowContext(ctx, s.q["CountPending"]).Scan(&n)
+	return n, err
+}
+
+// RunningCount returns how many jobs run on this node now.
+func (s *Scheduler) RunningCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.active)
+}
+
+// TaskHasJob reports whether any job of the task is stored.
+func (s *Scheduler) TaskHasJob(ctx context.Context, taskID string) (bool, error) {
+	var n int
+	err := s.db.R.QueryRowContext(ctx, s.q["TaskHasJob"], taskID).Scan(&n)
+	return n > 0, err
+}
+
+// Wait blocks until the job is terminal (or deleted, ErrNotFound) and returns it.
+func (s *Scheduler) Wait(ctx context.Context, id string) (*Record, error) {
+	ch, unsub := s.Subscribe(id)
+	defer unsub()
+	for {
+		r, err := s.Get(ctx, id)
+		if err != nil || r.Status.Terminal() {
+			return r, err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return r, ctx.Err()
+		}
+	}
+}
+
+// Cancel stops a job: a pending job becomes canceled at once; a running one
+// is told to stop (its context is canceled, a shell gets SIGTERM then SIGKILL)
+// and Cancel waits up to 15 s for it to end. A finished job is ErrAlreadyFinished.
+func (s *Scheduler) Cancel(ctx context.Context, id string) (*Record, error) {
+	for range 3 {
+		r, err := s.cancelPending(ctx, id)
+		if err != nil || r != nil {
+			return r, err
+		}
+		var node string
+		var attempt int
+		err = s.db.W.QueryRowContext(ctx, s.q["RequestCancel"], id).Scan(&node, &attempt)
+		if err == nil {
+			if node == s.opt.Node {
+				s.cancelLocal(id, errCanceled)
+			}
+			// A job on another node sees cancel_requested at its next lease
+			// renewal (or at once through a database notification).
+			wctx, done := context.WithTimeout(ctx, 15*time.Second)
+			defer done()
+			r, err := s.Wait(wctx, id)
+			if errors.Is(err, context.DeadlineExceeded) {
+				return s.Get(ctx, id)
+			}
+			return r, err
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+		r, err = s.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if r.Status.Terminal() {
+			return r, ErrAlreadyFinished
+		}
+		// It moved between pending and running under us; try again.
+	}
+	return nil, fmt.Errorf("cancel job %s: state kept changing", id)
+}
+
+func (s *Scheduler) cancelLocal(id string, cause error) {
+	s.mu.Lock()
+	a := s.active[id]
+	s.mu.Unlock()
+	if a != nil {
+		a.cancel(cause)
+	}
+}
+
+// cancelPending cancels a pending job; nil, nil when it was not pending.
+func (s *Scheduler) cancelPending(ctx context.Context, id string) (*Record, error) {
+	var rec *Record
+	now := time.Now().UTC()
+	err := s.batch.Do(ctx, func(tx *sql.Tx) error {
+		rec = nil
+		artID := ids.New()
+		r, err := scanRecord(tx.QueryRowContext(ctx, s.q["CancelPending"], now.UnixMilli(), errCanceled.Error(), artID, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.writeArtifact(ctx, tx, r, artID, Outcome{Err: errCanceled}, nil, now); err != nil {
+			return err
+		}
+		rec = r
+		return s.insertStatusEvent(ctx, tx, r)
+	})
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	s.hub.notify(id)
+	return rec, nil
+}
+
+// Delete cancels the job if it is not finished, then deletes its record and
+// events (its artifact stays). Streams of the job end with a "deleted" status.
+func (s *Scheduler) Delete(ctx context.Context, id string) error {
+	if _, err := s.Cancel(ctx, id); err != nil && !errors.Is(err, ErrAlreadyFinished) {
+		return err
+	}
+	var n int64
+	err := s.batch.Do(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q["Delete"], id)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		_, err = tx.ExecContext(ctx, s.q["DeleteEvents"], id)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.hub.notify(id)
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+func (s *Scheduler) insertStatusEvent(ctx context.Context, tx *sql.Tx, r *Record) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, s.q["InsertEvent"], r.ID, r.eventSeq, "status", 1, len(data), string(data))
+	return err
+}
+
+// Shutdown stops taking jobs, lets running jobs finish for up to grace, then
+// cancels them: each ends failed ("interrupted by shutdown") or, with
+// attempts left, goes back to pending for the next start. Pending jobs stay
+// pending. Nothing accepted is lost.
+func (s *Scheduler) Shutdown(ctx context.Context, grace time.Duration) {
+	s.closing.Store(true)
+	if s.stop == nil {
+		return
+	}
+	s.stop()
+	s.loops.Wait()
+	done := make(chan struct{})
+	go func() { s.runs.Wait(); close(done) }()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		s.mu.Lock()
+		for _, a := range s.active {
+			a.cancel(errShutdown)
+		}
+		s.mu.Unlock()
+		<-done
+	case <-ctx.Done():
+		s.mu.Lock()
+		for _, a := range s.active {
+			a.cancel(errShutdown)
+		}
+		s.mu.Unlock()
+		<-done
+	}
+	s.batchEnd()
+}

@@ -1,0 +1,95 @@
+package store
+
+import (
+	"bufio"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+)
+
+// Queries holds named SQL statements read from a .sql file where each
+// statement follows a "-- name: Name" line. Packages keep their SQL in such
+// a file next to their code and embed it.
+type Queries map[string]string
+
+// MustLoadQueries reads a queries file and panics if it is malformed; it is
+// meant for package-level variables over embedded files.
+func MustLoadQueries(fsys fs.FS, name string) Queries {
+	q, err := LoadQueries(fsys, name)
+	if err != nil {
+		panic(err)
+	}
+	return q
+}
+
+// LoadQueries reads a queries file.
+func LoadQueries(fsys fs.FS, name string) (Queries, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	q := Queries{}
+	var cur string
+	var b strings.Builder
+	flush := func() {
+		if cur != "" {
+			q[cur] = strings.TrimSpace(b.String())
+		}
+		b.Reset()
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "-- name:"); ok {
+			flush()
+			cur = strings.TrimSpace(n)
+			if _, dup := q[cur]; dup || cur == "" {
+				return nil, fmt.Errorf("%s: query name %q empty or repeated", name, cur)
+			}
+			continue
+		}
+		if strings.HasPrefix(strings.TrimSpace(line), "--") {
+			continue
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	flush()
+	return q, sc.Err()
+}
+
+// Prepare rewrites queries for this database's dialect: `?` placeholders
+// become $1, $2… on PostgreSQL, and /*SKIP_LOCKED*/ becomes
+// FOR UPDATE SKIP LOCKED there (SQLite has one writer, so it needs no lock).
+func (db *DB) Prepare(q Queries) Queries {
+	out := make(Queries, len(q))
+	for name, s := range q {
+		out[name] = Rebind(db.Dialect, s)
+	}
+	return out
+}
+
+// Rebind rewrites one statement for a dialect (see [DB.Prepare]).
+func Rebind(d Dialect, s string) string {
+	if d != Postgres {
+		return strings.ReplaceAll(s, "/*SKIP_LOCKED*/", "")
+	}
+	s = strings.ReplaceAll(s, "/*SKIP_LOCKED*/", "FOR UPDATE SKIP LOCKED")
+	var b strings.Builder
+	n := 0
+	inStr := false
+	for _, r := range s {
+		switch {
+		case r == '\'':
+			inStr = !inStr
+		case r == '?' && !inStr:
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

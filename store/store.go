@@ -1,0 +1,239 @@
+// Package store opens servicekit's database and hides what differs between
+// the embedded SQLite default and PostgreSQL.
+//
+// Everything above this package speaks one SQL: `?` placeholders, Unix
+// millisecond integers for times, JSON stored as text, RETURNING, and the
+// token /*SKIP_LOCKED*/ where a claim query wants row locks on PostgreSQL.
+// [DB.Prepare] rewrites a package's named queries (see [Queries]) for the
+// dialect once, so the task, job and artifact code never branches on it.
+//
+// SQLite gets two pools: one writer connection, because SQLite has a single
+// writer and queueing writers inside Go is cheaper and fairer than letting
+// them spin on SQLITE_BUSY, and several readers that WAL mode lets run beside it.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/pressly/goose/v3"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+)
+
+// Dialect names a supported database.
+type Dialect string
+
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// DefaultURL is the embedded database used when none is configured.
+const DefaultURL = "sqlite:///./servicekit.db"
+
+// DB is an open servicekit database.
+type DB struct {
+	Dialect Dialect
+	// W runs statements that write. On SQLite it holds exactly one connection.
+	W *sql.DB
+	// R runs read-only queries; on PostgreSQL it is the same pool as W.
+	R *sql.DB
+
+	url string
+}
+
+//go:embed migrations
+var migrations embed.FS
+
+// Open connects to the database named by a SQLAlchemy-style URL:
+// sqlite:///relative.db, sqlite:////abs/path.db, sqlite://:memory:, or
+// postgres://user:pass@host:port/db. It does not migrate; call [DB.Migrate].
+func Open(ctx context.Context, rawURL string) (*DB, error) {
+	dialect, dsn, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{Dialect: dialect, url: rawURL}
+	switch dialect {
+	case SQLite:
+		if err := db.openSQLite(dsn); err != nil {
+			return nil, err
+		}
+	case Postgres:
+		p, err := sql.Open("pgx", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		p.SetMaxOpenConns(max(8, 4*runtime.NumCPU()))
+		p.SetMaxIdleConns(max(8, 4*runtime.NumCPU()))
+		db.W, db.R = p, p
+	}
+	if err := db.Ping(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
+	}
+	return db, nil
+}
+
+func (db *DB) openSQLite(path string) error {
+	// synchronous=NORMAL in WAL mode: a commit survives a crash of the process
+	// (the SIGKILL case the job engine is built for) but the newest commits may
+	// be lost if the operating system itself crashes. Add ?synchronous=full to
+	// the URL to trade speed for that too.
+	pragmas := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	if path == ":memory:" {
+		// One connection serves reads and writes: every connection to
+		// :memory: would otherwise be its own empty database.
+		p, err := sql.Open("sqlite", "file::memory:?"+strings.Replace(pragmas, "journal_mode(WAL)", "journal_mode(MEMORY)", 1))
+		if err != nil {
+			return err
+		}
+		p.SetMaxOpenConns(1)
+		p.SetConnMaxIdleTime(0)
+		p.SetConnMaxLifetime(0)
+		db.W, db.R = p, p
+		return nil
+	}
+	path, sync := splitSync(path)
+	if sync != "" {
+		pragmas = strings.Replace(pragmas, "synchronous(NORMAL)", "synchronous("+sync+")", 1)
+	}
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create database directory: %w", err)
+		}
+	}
+	dsn := "file:" + path + "?" + pragmas
+	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	if err != nil {
+		return err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	w.SetConnMaxLifetime(0)
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		return err
+	}
+	r.SetMaxOpenConns(max(4, 2*runtime.NumCPU()))
+	r.SetMaxIdleConns(max(4, 2*runtime.NumCPU()))
+	db.W, db.R = w, r
+	return nil
+}
+
+// splitSync takes a "?synchronous=full" style option off a SQLite path.
+func splitSync(path string) (string, string) {
+	p, q, ok := strings.Cut(path, "?")
+	if !ok {
+		return path, ""
+	}
+	v, _ := url.ParseQuery(q)
+	return p, strings.ToUpper(v.Get("synchronous"))
+}
+
+// parseURL turns a SQLAlchemy-style database URL into a dialect and a driver DSN.
+func parseURL(raw string) (Dialect, string, error) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return "", "", fmt.Errorf("database URL %q: want sqlite:///path.db or postgres://user:pass@host/db", raw)
+	}
+	base, _, _ := strings.Cut(scheme, "+") // sqlite+aiosqlite, postgresql+asyncpg
+	switch base {
+	case "sqlite", "sqlite3":
+		switch {
+		case rest == ":memory:" || rest == "/:memory:":
+			return SQLite, ":memory:", nil
+		case strings.HasPrefix(rest, "/") && len(rest) > 1:
+			// sqlite:///rel.db has rest "/rel.db"; sqlite:////abs.db has "//abs.db".
+			return SQLite, rest[1:], nil
+		}
+		return "", "", fmt.Errorf("database URL %q: want sqlite:///relative.db, sqlite:////abs/path.db or sqlite://:memory:", raw)
+	case "postgres", "postgresql":
+		return Postgres, "postgres://" + rest, nil
+	}
+	return "", "", fmt.Errorf("database URL %q: unsupported scheme %q (use sqlite or postgres)", raw, scheme)
+}
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	return db.R.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	err := db.W.Close()
+	if db.R != db.W {
+		err = errors.Join(err, db.R.Close())
+	}
+	return err
+}
+
+// String names the database without its password, for logs.
+func (db *DB) String() string {
+	u, err := url.Parse(db.url)
+	if err != nil || u.User == nil {
+		return db.url
+	}
+	return u.Redacted()
+}
+
+func (db *DB) migrationFS() (fs.FS, goose.Dialect) {
+	sub, _ := fs.Sub(migrations, "migrations/"+string(db.Dialect))
+	if db.Dialect == Postgres {
+		return sub, goose.DialectPostgres
+	}
+	return sub, goose.DialectSQLite3
+}
+
+func (db *DB) provider() (*goose.Provider, error) {
+	fsys, dialect := db.migrationFS()
+	return goose.NewProvider(dialect, db.W, fsys)
+}
+
+// Migrate applies every embedded migration not yet applied.
+func (db *DB) Migrate(ctx context.Context) error {
+	p, err := db.provider()
+	if err != nil {
+		return err
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// MigrationStatus lists each migration and whether it is applied.
+func (db *DB) MigrationStatus(ctx context.Context) ([]*goose.MigrationStatus, error) {
+	p, err := db.provider()
+	if err != nil {
+		return nil, err
+	}
+	return p.Status(ctx)
+}
+
+// InTx runs fn in a write transaction and commits it if fn returns nil.
+func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.W.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
