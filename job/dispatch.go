@@ -159,8 +159,8 @@ func (s *Scheduler) execute(ctx context.Context, run *Run) (out Outcome) {
 func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
 	status, errText := Completed, ""
 	switch {
-	case errors.Is(cause, errCanceled):
-		status, errText = Canceled, errCanceled.Error()
+	case errors.Is(cause, errCanceled), errors.Is(cause, errDeleted):
+		status, errText = Canceled, cause.Error()
 	case errors.Is(cause, errShutdown):
 		status, errText = Failed, errShutdown.Error()
 	case errors.Is(cause, errTimeout):
@@ -169,7 +169,10 @@ func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
 		status, errText = Failed, out.Err.Error()
 	}
 	out.Err = nil
-	if errText != "" {
+	switch {
+	case errors.Is(cause, errDeleted):
+		out.Err = errDeleted
+	case errText != "":
 		out.Err = errors.New(errText)
 	}
 	retry := status == Failed && r.Attempt < r.MaxAttempts
@@ -240,6 +243,13 @@ func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, ou
 			if err := s.writeArtifact(ctx, tx, rec, artID, out, c, now); err != nil {
 				return err
 			}
+		}
+		if errors.Is(out.Err, errDeleted) {
+			if _, err := tx.ExecContext(ctx, s.q["Delete"], r.ID); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, s.q["DeleteEvents"], r.ID)
+			return err
 		}
 		return s.insertStatusEvent(ctx, tx, rec)
 	})

@@ -1,6 +1,7 @@
 package job
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -59,10 +60,11 @@ func (s *Scheduler) pickUpCancels(ctx context.Context) error {
 	defer rows.Close()
 	for rows.Next() {
 		var id string
-		if err := rows.Scan(&id); err != nil {
+		var level int
+		if err := rows.Scan(&id, &level); err != nil {
 			return err
 		}
-		s.cancelLocal(id, errCanceled)
+		s.cancelLocal(id, cancelCause(level))
 	}
 	return rows.Err()
 }
@@ -154,7 +156,18 @@ func deadLocalProcess(node string) bool {
 	if pid == os.Getpid() {
 		return false
 	}
-	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		return true
+	}
+	// A killed process nobody reaped yet is a zombie: it answers signals but runs nothing.
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] == 'Z'
+	}
+	return false
 }
 
 // cleanup deletes finished jobs (and their events) older than the retention.

@@ -11,7 +11,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, 1)
 -- name: ClaimNext
 UPDATE jobs
 SET status = 'running', attempt = attempt + 1, started_at = ?, node = ?, lease_until = ?,
-    cancel_requested = FALSE, event_seq = event_seq + 1
+    cancel_requested = 0, event_seq = event_seq + 1
 WHERE status = 'pending' AND id IN (
     SELECT id FROM jobs WHERE status = 'pending' AND run_after <= ?
     ORDER BY run_after, id LIMIT ? /*SKIP_LOCKED*/)
@@ -41,7 +41,7 @@ WHERE id = ? AND status = 'pending'
 RETURNING /*COLS*/
 
 -- name: RequestCancel
-UPDATE jobs SET cancel_requested = TRUE WHERE id = ? AND status = 'running'
+UPDATE jobs SET cancel_requested = ? WHERE id = ? AND status = 'running'
 RETURNING node, attempt
 
 -- name: SetProgress
@@ -57,7 +57,7 @@ RETURNING event_seq
 UPDATE jobs SET lease_until = ? WHERE node = ? AND status = 'running'
 
 -- name: CancelRequestedHere
-SELECT id FROM jobs WHERE node = ? AND status = 'running' AND cancel_requested = TRUE
+SELECT id, cancel_requested FROM jobs WHERE node = ? AND status = 'running' AND cancel_requested > 0
 
 -- name: RunningElsewhere
 SELECT id, attempt, node, lease_until FROM jobs WHERE status = 'running' AND node <> ?
@@ -93,6 +93,9 @@ SELECT COUNT(*) FROM jobs WHERE status = 'pending'
 
 -- name: Delete
 DELETE FROM jobs WHERE id = ?
+
+-- name: DeleteUnlessRunning
+DELETE FROM jobs WHERE id = ? AND status <> 'running'
 
 -- name: DeleteEvents
 DELETE FROM job_events WHERE job_id = ?

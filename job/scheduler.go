@@ -37,7 +37,21 @@ var (
 	errCanceled = errors.New("canceled by request")
 	errShutdown = errors.New("interrupted by shutdown")
 	errTimeout  = errors.New("timed out")
+	errDeleted  = errors.New("deleted while running")
 )
+
+// Values of jobs.cancel_requested: how another node asks the job's node to stop it.
+const (
+	cancelRequested = 1
+	deleteRequested = 2
+)
+
+func cancelCause(level int) error {
+	if level == deleteRequested {
+		return errDeleted
+	}
+	return errCanceled
+}
 
 // Executor runs one attempt of a job. The task package provides the one
 // that runs Go functions and shell commands; the scheduler only knows jobs.
@@ -364,7 +378,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) (*Record, error) {
 		}
 		var node string
 		var attempt int
-		err = s.db.W.QueryRowContext(ctx, s.q["RequestCancel"], id).Scan(&node, &attempt)
+		err = s.db.W.QueryRowContext(ctx, s.q["RequestCancel"], cancelRequested, id).Scan(&node, &attempt)
 		if err == nil {
 			if node == s.opt.Node {
 				s.cancelLocal(id, errCanceled)
@@ -431,29 +445,68 @@ func (s *Scheduler) cancelPending(ctx context.Context, id string) (*Record, erro
 }
 
 // Delete cancels the job if it is not finished, then deletes its record and
-// events (its artifact stays). Streams of the job end with a "deleted" status.
+// events (its artifact stays). Streams of the job end with a "deleted"
+// status rather than "canceled": a pending or finished job goes in one
+// transaction, and a running one is stopped by its node, which deletes it
+// in the transaction that records the end of the run.
 func (s *Scheduler) Delete(ctx context.Context, id string) error {
-	if _, err := s.Cancel(ctx, id); err != nil && !errors.Is(err, ErrAlreadyFinished) {
-		return err
-	}
-	var n int64
-	err := s.batch.Do(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.q["Delete"], id)
+	for range 3 {
+		var deleted bool
+		now := time.Now().UTC()
+		err := s.batch.Do(ctx, func(tx *sql.Tx) error {
+			deleted = false
+			artID := ids.New()
+			r, err := scanRecord(tx.QueryRowContext(ctx, s.q["CancelPending"], now.UnixMilli(), errDeleted.Error(), artID, id))
+			if err == nil {
+				err = s.writeArtifact(ctx, tx, r, artID, Outcome{Err: errDeleted}, nil, now)
+			}
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			res, err := tx.ExecContext(ctx, s.q["DeleteUnlessRunning"], id)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				deleted = true
+				_, err = tx.ExecContext(ctx, s.q["DeleteEvents"], id)
+			}
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		n, _ = res.RowsAffected()
-		_, err = tx.ExecContext(ctx, s.q["DeleteEvents"], id)
-		return err
-	})
-	if err != nil {
-		return err
+		if deleted {
+			s.hub.notify(id)
+			return nil
+		}
+		var node string
+		var attempt int
+		err = s.db.W.QueryRowContext(ctx, s.q["RequestCancel"], deleteRequested, id).Scan(&node, &attempt)
+		if errors.Is(err, sql.ErrNoRows) {
+			if _, err := s.Get(ctx, id); err != nil {
+				return err // ErrNotFound: nothing to delete
+			}
+			continue // it left running under us; try again
+		}
+		if err != nil {
+			return err
+		}
+		if node == s.opt.Node {
+			s.cancelLocal(id, errDeleted)
+		}
+		wctx, done := context.WithTimeout(ctx, 15*time.Second)
+		_, err = s.Wait(wctx, id)
+		done()
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		// It ended some other way before our request reached it; delete it as finished.
 	}
-	s.hub.notify(id)
-	if n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return fmt.Errorf("delete job %s: state kept changing", id)
 }
 
 func (s *Scheduler) insertStatusEvent(ctx context.Context, tx *sql.Tx, r *Record) error {

@@ -38,7 +38,7 @@ CREATE TABLE jobs (
     progress         TEXT,
     node             TEXT,
     lease_until      BIGINT,
-    cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+    cancel_requested SMALLINT NOT NULL DEFAULT 0,
     event_seq        BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX jobs_pending ON jobs (run_after, id) WHERE status = 'pending';

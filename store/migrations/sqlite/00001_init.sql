@@ -38,7 +38,7 @@ CREATE TABLE jobs (
     progress         TEXT,
     node             TEXT,
     lease_until      INTEGER,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0, -- 1 cancel, 2 cancel and delete
     event_seq        INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX jobs_pending ON jobs (run_after, id) WHERE status = 'pending';

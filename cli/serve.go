@@ -1,0 +1,152 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/servicekit/servicekit"
+	"github.com/servicekit/servicekit/job"
+	"github.com/servicekit/servicekit/store"
+)
+
+// ServeConfig is the configuration of `servicekit serve`, from flags and
+// SERVICEKIT_* environment variables (a flag given on the command line wins).
+type ServeConfig struct {
+	Addr            string
+	Database        string
+	MaxConcurrency  int
+	OutputLimit     int
+	ShutdownTimeout time.Duration
+	JobRetention    time.Duration
+	LogLevel        string
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(envOr(name, "")); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(envOr(name, "")); err == nil {
+		return v
+	}
+	return def
+}
+
+// newServeCommand is `servicekit serve`. info names the service; the
+// functions it runs are those registered in task.Default before Execute.
+func newServeCommand(info servicekit.Info) *cobra.Command {
+	var c ServeConfig
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the servicekit server (API, job engine and web console)",
+		Long: `Run the servicekit server. With no flags it serves on 127.0.0.1:8000 with an embedded
+SQLite database at ./servicekit.db, created and migrated automatically.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return Serve(ctx, info, c, nil)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.Addr, "addr", envOr("SERVICEKIT_ADDR", "127.0.0.1:8000"), "listen address (SERVICEKIT_ADDR)")
+	f.StringVar(&c.Database, "database", envOr("SERVICEKIT_DATABASE_URL", store.DefaultURL), "database URL: sqlite:///rel.db, sqlite:////abs.db, sqlite://:memory:, postgres://… (SERVICEKIT_DATABASE_URL)")
+	f.IntVar(&c.MaxConcurrency, "max-concurrency", envInt("SERVICEKIT_MAX_CONCURRENCY", max(4, 2*runtime.NumCPU())), "jobs running at once on this node (SERVICEKIT_MAX_CONCURRENCY)")
+	f.IntVar(&c.OutputLimit, "output-limit", envInt("SERVICEKIT_OUTPUT_LIMIT", 1<<20), "bytes of output kept per stream per job; the tail is kept (SERVICEKIT_OUTPUT_LIMIT)")
+	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDuration("SERVICEKIT_SHUTDOWN_TIMEOUT", 30*time.Second), "how long running jobs may finish on SIGTERM/SIGINT")
+	f.DurationVar(&c.JobRetention, "job-retention", envDuration("SERVICEKIT_JOB_RETENTION", 7*24*time.Hour), "how long finished jobs are kept")
+	f.StringVar(&c.LogLevel, "log-level", envOr("SERVICEKIT_LOG_LEVEL", "info"), "debug, info, warn or error")
+	return cmd
+}
+
+// Serve runs the server until ctx is done. ready, if not nil, gets the
+// bound address once the server listens.
+func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(net.Addr)) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: %w", c.LogLevel, err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if c.MaxConcurrency < 1 {
+		return fmt.Errorf("--max-concurrency must be at least 1")
+	}
+	if c.OutputLimit < 1 {
+		return fmt.Errorf("--output-limit must be at least 1 byte")
+	}
+	svc, err := servicekit.New(info).
+		WithHealth().
+		WithDatabase(c.Database).
+		WithJobs(c.MaxConcurrency).
+		WithJobOptions(job.Options{OutputLimit: c.OutputLimit, Retention: c.JobRetention}).
+		WithShutdownTimeout(c.ShutdownTimeout).
+		WithLogger(log).
+		WithTasks().
+		Build(ctx)
+	if err != nil {
+		return err
+	}
+	return svc.ListenAndServe(ctx, c.Addr, ready)
+}
+
+func newMigrateCommand() *cobra.Command {
+	var database string
+	var status bool
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply pending database migrations (or show them with --status)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			db, err := store.Open(ctx, database)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if !status {
+				if err := db.Migrate(ctx); err != nil {
+					return err
+				}
+			}
+			st, err := db.MigrationStatus(ctx)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for _, m := range st {
+				applied := ""
+				if !m.AppliedAt.IsZero() {
+					applied = m.AppliedAt.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(out, "%-8s %-40s %s\n", m.State, m.Source.Path, applied)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&database, "database", envOr("SERVICEKIT_DATABASE_URL", store.DefaultURL), "database URL (SERVICEKIT_DATABASE_URL)")
+	cmd.Flags().BoolVar(&status, "status", false, "only show which migrations are applied")
+	return cmd
+}
+
+// trimURL drops a trailing slash from a server URL.
+func trimURL(s string) string { return strings.TrimRight(s, "/") }

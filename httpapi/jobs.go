@@ -1,0 +1,225 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"github.com/servicekit/servicekit/job"
+)
+
+type JobPath struct {
+	ID string `path:"id" doc:"job ULID"`
+}
+
+type jobOut struct {
+	Body *job.Record
+}
+
+var jobsTag = []string{"Jobs"}
+
+// KeepAlive is how often an idle $stream sends a comment line, so proxies
+// and clients can tell a quiet job from a dead connection.
+var KeepAlive = 15 * time.Second
+
+func (s *Server) registerJobs() {
+	j := s.d.Jobs
+	huma.Register(s.api, huma.Operation{
+		OperationID: "list-jobs", Method: http.MethodGet, Path: "/api/v1/jobs", Tags: jobsTag,
+		Summary: "List jobs, newest first", Description: "Without page/size at most the newest 100.",
+	}, func(ctx context.Context, in *struct {
+		Status string `query:"status" doc:"pending, running, completed, failed or canceled"`
+		TaskID string `query:"task_id" doc:"only jobs of this task"`
+		PageQuery
+	}) (*listOut, error) {
+		st, err := jobStatus(in.Status)
+		if err != nil {
+			return nil, err
+		}
+		if in.TaskID != "" {
+			if err := checkID("task_id", in.TaskID); err != nil {
+				return nil, err
+			}
+		}
+		paged, limit, offset := in.paged(100)
+		items, total, err := j.List(ctx, job.Filter{Status: st, TaskID: in.TaskID}, limit, offset)
+		if err != nil {
+			return nil, s.toProblem(ctx, err)
+		}
+		if paged {
+			return &listOut{Body: newPage(items, total, limit, offset)}, nil
+		}
+		return &listOut{Body: items}, nil
+	})
+
+	huma.Register(s.api, huma.Operation{
+		OperationID: "get-job", Method: http.MethodGet, Path: "/api/v1/jobs/{id}", Tags: jobsTag, Summary: "Get a job",
+	}, func(ctx context.Context, in *JobPath) (*jobOut, error) {
+		if err := checkID("job id", in.ID); err != nil {
+			return nil, err
+		}
+		r, err := j.Get(ctx, in.ID)
+		if err != nil {
+			return nil, s.toProblem(ctx, err)
+		}
+		return &jobOut{Body: r}, nil
+	})
+
+	huma.Register(s.api, huma.Operation{
+		OperationID: "cancel-job", Method: http.MethodPost, Path: "/api/v1/jobs/{id}/$cancel", Tags: jobsTag,
+		Summary:     "Cancel a job",
+		Description: "A pending job becomes canceled; a running one is stopped (a shell's process group gets SIGTERM, then SIGKILL after 5 s) and the answer waits for it to end. 409 if already finished.",
+	}, func(ctx context.Context, in *JobPath) (*jobOut, error) {
+		if err := checkID("job id", in.ID); err != nil {
+			return nil, err
+		}
+		r, err := j.Cancel(ctx, in.ID)
+		if errors.Is(err, job.ErrAlreadyFinished) {
+			return nil, problemf(409, "job %s already finished with status %s", in.ID, r.Status)
+		}
+		if err != nil {
+			return nil, s.toProblem(ctx, err)
+		}
+		return &jobOut{Body: r}, nil
+	})
+
+	huma.Register(s.api, huma.Operation{
+		OperationID: "delete-job", Method: http.MethodDelete, Path: "/api/v1/jobs/{id}", Tags: jobsTag,
+		Summary: "Delete a job", Description: "Cancels it first if it is not finished. Its artifact stays.",
+		DefaultStatus: http.StatusNoContent,
+	}, func(ctx context.Context, in *JobPath) (*struct{}, error) {
+		if err := checkID("job id", in.ID); err != nil {
+			return nil, err
+		}
+		return nil, s.toProblem(ctx, j.Delete(ctx, in.ID))
+	})
+
+	huma.Register(s.api, huma.Operation{
+		OperationID: "job-logs", Method: http.MethodGet, Path: "/api/v1/jobs/{id}/$logs", Tags: jobsTag,
+		Summary:   "Captured output so far, both streams in the order received",
+		Responses: map[string]*huma.Response{"200": {Description: "the log", Content: map[string]*huma.MediaType{"text/plain": {}}}},
+	}, func(ctx context.Context, in *struct {
+		JobPath
+		Stream string `query:"stream" doc:"stdout or stderr; both when omitted"`
+	}) (*huma.StreamResponse, error) {
+		if err := checkID("job id", in.ID); err != nil {
+			return nil, err
+		}
+		if in.Stream != "" && in.Stream != "stdout" && in.Stream != "stderr" {
+			return nil, problemf(400, "query stream=%q: want stdout or stderr", in.Stream)
+		}
+		if _, err := j.Get(ctx, in.ID); err != nil {
+			return nil, s.toProblem(ctx, err)
+		}
+		lines, err := j.Logs(ctx, in.ID, in.Stream)
+		if err != nil {
+			return nil, s.toProblem(ctx, err)
+		}
+		return &huma.StreamResponse{Body: func(hc huma.Context) {
+			hc.SetHeader("Content-Type", "text/plain; charset=utf-8")
+			w := hc.BodyWriter()
+			for _, l := range lines {
+				io.WriteString(w, l.Line)
+				io.WriteString(w, "\n")
+			}
+		}}, nil
+	})
+
+	huma.Register(s.api, huma.Operation{
+		OperationID: "stream-job", Method: http.MethodGet, Path: "/api/v1/jobs/{id}/$stream", Tags: jobsTag,
+		Summary: "Server-sent events of a job: status changes and output lines",
+		Description: "Without Last-Event-ID the events so far come first, then live ones; with it only later ones. " +
+			"event: status carries the whole job, event: log {stream,line}. Closes after a terminal status.",
+		Responses: map[string]*huma.Response{"200": {Description: "event stream", Content: map[string]*huma.MediaType{"text/event-stream": {}}}},
+	}, func(ctx context.Context, in *struct {
+		JobPath
+		LastEventID string `header:"Last-Event-ID" doc:"resume after this event id"`
+	}) (*huma.StreamResponse, error) {
+		if err := checkID("job id", in.ID); err != nil {
+			return nil, err
+		}
+		after, err := parseLastEventID(in.LastEventID)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := j.Get(ctx, in.ID); err != nil {
+			return nil, s.toProblem(ctx, err)
+		}
+		return &huma.StreamResponse{Body: func(hc huma.Context) {
+			r, w := humago.Unwrap(hc)
+			s.streamJob(r.Context(), w, in.ID, after)
+		}}, nil
+	})
+}
+
+// parseLastEventID accepts an empty header or a non-negative event id.
+func parseLastEventID(v string) (int64, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, problemf(400, "Last-Event-ID %q: want a non-negative event id", v)
+	}
+	return n, nil
+}
+
+// streamJob writes a job's events as SSE: first those stored after `after`,
+// then each new batch as the scheduler signals a change. A woken stream
+// reads only what is new, so no client polls the database on a timer.
+func (s *Server) streamJob(ctx context.Context, w http.ResponseWriter, id string, after int64) {
+	changed, stop := s.d.Jobs.Subscribe(id) // before the first read, so no change is missed
+	defer stop()
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("Connection", "keep-alive")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	rc.Flush()
+	keep := time.NewTicker(KeepAlive)
+	defer keep.Stop()
+	for {
+		events, err := s.d.Jobs.EventsAfter(ctx, id, after)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.d.Logger.Warn("stream job events", "job_id", id, "error", err)
+			}
+			return
+		}
+		for _, e := range events {
+			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.ID, e.Kind, e.Data)
+			after = e.ID
+		}
+		if len(events) > 0 {
+			rc.Flush()
+			if last := events[len(events)-1]; last.Kind == "status" && last.Status.Terminal() {
+				return
+			}
+		} else if _, err := s.d.Jobs.Get(ctx, id); errors.Is(err, job.ErrNotFound) {
+			fmt.Fprintf(w, "id: %d\nevent: status\ndata: {\"id\":%q,\"status\":\"deleted\"}\n\n", after+1, id)
+			rc.Flush()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-keep.C:
+			io.WriteString(w, ": keep-alive\n\n")
+			if rc.Flush() != nil {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,101 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+)
+
+// CheckResult is one health check's outcome.
+type CheckResult struct {
+	State   string `json:"state" enum:"healthy,degraded,unhealthy"`
+	Message string `json:"message,omitempty"`
+}
+
+// Health is the body of GET /health.
+type Health struct {
+	Status string                 `json:"status" enum:"healthy,degraded,unhealthy"`
+	Checks map[string]CheckResult `json:"checks"`
+}
+
+// SystemInfo is the body of GET /api/v1/system.
+type SystemInfo struct {
+	GoVersion     string    `json:"go_version"`
+	Hostname      string    `json:"hostname"`
+	Node          string    `json:"node"`
+	PID           int       `json:"pid"`
+	NumCPU        int       `json:"num_cpu"`
+	Goroutines    int       `json:"goroutines"`
+	StartedAt     time.Time `json:"started_at"`
+	UptimeSeconds float64   `json:"uptime_seconds"`
+	Now           time.Time `json:"now"`
+	Database      string    `json:"database"`
+}
+
+func (s *Server) registerService() {
+	huma.Register(s.api, huma.Operation{
+		OperationID: "health", Method: http.MethodGet, Path: "/health", Tags: []string{"Service"},
+		Summary: "Health of the service and its dependencies", Description: "200 when healthy or degraded, 503 when unhealthy.",
+	}, func(ctx context.Context, _ *struct{}) (*struct {
+		Status int
+		Body   Health
+	}, error) {
+		h := s.health(ctx)
+		out := &struct {
+			Status int
+			Body   Health
+		}{Status: http.StatusOK, Body: h}
+		if h.Status == "unhealthy" {
+			out.Status = http.StatusServiceUnavailable
+		}
+		return out, nil
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "info", Method: http.MethodGet, Path: "/api/v1/info", Tags: []string{"Service"}, Summary: "Service information",
+	}, func(ctx context.Context, _ *struct{}) (*struct{ Body Info }, error) {
+		return &struct{ Body Info }{Body: s.d.Info}, nil
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "system", Method: http.MethodGet, Path: "/api/v1/system", Tags: []string{"Service"}, Summary: "Runtime facts of this server process",
+	}, func(ctx context.Context, _ *struct{}) (*struct{ Body SystemInfo }, error) {
+		host, _ := os.Hostname()
+		now := time.Now().UTC()
+		si := SystemInfo{GoVersion: runtime.Version(), Hostname: host, PID: os.Getpid(), NumCPU: runtime.NumCPU(),
+			Goroutines: runtime.NumGoroutine(), StartedAt: s.d.Started.UTC(), UptimeSeconds: now.Sub(s.d.Started).Seconds(), Now: now}
+		if s.d.Jobs != nil {
+			si.Node = s.d.Jobs.Node()
+		}
+		if s.d.DB != nil {
+			si.Database = s.d.DB.String()
+		}
+		return &struct{ Body SystemInfo }{Body: si}, nil
+	})
+}
+
+// health runs each check with a timeout; the worst state wins.
+func (s *Server) health(ctx context.Context) Health {
+	h := Health{Status: "healthy", Checks: map[string]CheckResult{}}
+	if s.d.DB != nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := s.d.DB.Ping(cctx)
+		cancel()
+		if err != nil {
+			h.Checks["database"] = CheckResult{State: "unhealthy", Message: "database did not answer: " + err.Error()}
+		} else {
+			h.Checks["database"] = CheckResult{State: "healthy"}
+		}
+	}
+	for _, c := range h.Checks {
+		switch {
+		case c.State == "unhealthy":
+			h.Status = "unhealthy"
+		case c.State == "degraded" && h.Status == "healthy":
+			h.Status = "degraded"
+		}
+	}
+	return h
+}

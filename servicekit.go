@@ -1,0 +1,245 @@
+// Package servicekit runs tasks — registered Go functions and shell
+// commands — as durable jobs behind a REST API.
+//
+// The server binary is this package used by cmd/servicekit; a program embeds
+// the same thing with the builder:
+//
+//	svc, err := servicekit.New(servicekit.Info{DisplayName: "Task Service"}).
+//		WithHealth().
+//		WithDatabase("sqlite:///./data.db").
+//		WithJobs(5).
+//		WithTasks().
+//		Build(ctx)
+//	// svc is an http.Handler; svc.Tasks, svc.Jobs and svc.Artifacts are the Go API.
+//	defer svc.Close()
+//
+// Build opens and migrates the database and starts job processing, so the
+// service works as soon as it is built. ListenAndServe serves HTTP with a
+// graceful shutdown; Run waits for its context and then shuts down, for a
+// program that mounts the handler in its own server.
+package servicekit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"reflect"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/servicekit/servicekit/artifact"
+	"github.com/servicekit/servicekit/httpapi"
+	"github.com/servicekit/servicekit/job"
+	"github.com/servicekit/servicekit/store"
+	"github.com/servicekit/servicekit/task"
+)
+
+// Version is the servicekit release.
+const Version = "0.1.0"
+
+// Info describes the service (GET /api/v1/info).
+type Info = httpapi.Info
+
+// Builder assembles a Service. Its methods return the builder for chaining;
+// the first error is reported by Build.
+type Builder struct {
+	info        Info
+	dbURL       string
+	jobOpt      job.Options
+	tasks       bool
+	registry    *task.Registry
+	policy      task.ShellPolicy
+	provided    map[reflect.Type]reflect.Value
+	logger      *slog.Logger
+	shutdownFor time.Duration
+	err         error
+}
+
+// New starts a builder.
+func New(info Info) *Builder {
+	if info.DisplayName == "" {
+		info.DisplayName = "servicekit"
+	}
+	if info.Version == "" {
+		info.Version = Version
+	}
+	return &Builder{info: info, dbURL: store.DefaultURL, provided: map[reflect.Type]reflect.Value{},
+		shutdownFor: 30 * time.Second}
+}
+
+// WithHealth keeps GET /health (always served; kept for the original API's shape).
+func (b *Builder) WithHealth() *Builder { return b }
+
+// WithDatabase sets the database URL (default sqlite:///./servicekit.db).
+func (b *Builder) WithDatabase(url string) *Builder { b.dbURL = url; return b }
+
+// WithJobs sets how many jobs run at once on this node (default 2 × CPU cores, at least 4).
+func (b *Builder) WithJobs(maxConcurrency int) *Builder {
+	b.jobOpt.MaxConcurrency = maxConcurrency
+	return b
+}
+
+// WithJobOptions sets the job engine's options (output limit, retention, leases…).
+func (b *Builder) WithJobOptions(o job.Options) *Builder {
+	mc := b.jobOpt.MaxConcurrency
+	b.jobOpt = o
+	if o.MaxConcurrency == 0 {
+		b.jobOpt.MaxConcurrency = mc
+	}
+	return b
+}
+
+// WithTasks serves the task API and runs function and shell jobs.
+func (b *Builder) WithTasks() *Builder { b.tasks = true; return b }
+
+// WithRegistry uses r instead of the process-wide task.Default registry.
+func (b *Builder) WithRegistry(r *task.Registry) *Builder { b.registry = r; return b }
+
+// WithShellPolicy vets shell commands on create, update, execute and start.
+func (b *Builder) WithShellPolicy(p task.ShellPolicy) *Builder { b.policy = p; return b }
+
+// WithLogger sets the logger (default slog.Default()).
+func (b *Builder) WithLogger(l *slog.Logger) *Builder { b.logger = l; return b }
+
+// WithShutdownTimeout sets how long running jobs may finish on shutdown (default 30 s).
+func (b *Builder) WithShutdownTimeout(d time.Duration) *Builder { b.shutdownFor = d; return b }
+
+// Provide makes v available to task functions that take a parameter of v's
+// dynamic type. For an interface type use ProvideAs.
+func (b *Builder) Provide(v any) *Builder {
+	if v == nil {
+		b.err = errors.Join(b.err, errors.New("servicekit: Provide(nil)"))
+		return b
+	}
+	b.provided[reflect.TypeOf(v)] = reflect.ValueOf(v)
+	return b
+}
+
+// ProvideAs makes v available to task functions under the type T, which may be an interface.
+func ProvideAs[T any](b *Builder, v T) *Builder {
+	b.provided[reflect.TypeFor[T]()] = reflect.ValueOf(&v).Elem()
+	return b
+}
+
+// Service is a built servicekit: an http.Handler plus the Go managers.
+type Service struct {
+	*httpapi.Server
+	DB        *store.DB
+	Jobs      *job.Scheduler
+	Tasks     *task.Manager // nil without WithTasks
+	Artifacts *artifact.Manager
+
+	log         *slog.Logger
+	shutdownFor time.Duration
+	closeOnce   sync.Once
+}
+
+// Build opens and migrates the database and starts job processing.
+func (b *Builder) Build(ctx context.Context) (*Service, error) {
+	if b.err != nil {
+		return nil, b.err
+	}
+	log := b.logger
+	if log == nil {
+		log = slog.Default()
+	}
+	db, err := store.Open(ctx, b.dbURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	opt := b.jobOpt
+	if opt.MaxConcurrency == 0 {
+		opt.MaxConcurrency = max(4, 2*runtime.NumCPU())
+	}
+	opt.Logger = log
+	arts := artifact.NewManager(db)
+	jobs := job.New(db, arts, nil, opt)
+	svc := &Service{DB: db, Jobs: jobs, Artifacts: arts, log: log, shutdownFor: b.shutdownFor}
+	if b.tasks {
+		svc.Tasks = task.NewManager(db, jobs, arts, task.Options{Registry: b.registry, Policy: b.policy, Provided: b.provided, Logger: log})
+		if err := svc.Tasks.Check(); err != nil {
+			db.Close()
+			return nil, err
+		}
+	} else {
+		jobs.SetExecutor(job.ExecutorFunc(func(ctx context.Context, run *job.Run) job.Outcome {
+			return job.Outcome{Err: fmt.Errorf("this server runs no tasks (built without WithTasks)")}
+		}))
+	}
+	if err := jobs.Start(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	svc.Server = httpapi.New(httpapi.Deps{Info: b.info, DB: db, Jobs: jobs, Tasks: svc.Tasks, Artifacts: arts, Logger: log})
+	return svc, nil
+}
+
+// Run blocks until ctx is done, then shuts down gracefully.
+func (s *Service) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return s.Shutdown(context.Background())
+}
+
+// Shutdown stops taking jobs, lets running jobs finish for up to the
+// shutdown timeout, cancels the rest (failed, or pending again with retries
+// left) and closes the database.
+func (s *Service) Shutdown(ctx context.Context) error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.Jobs.Shutdown(ctx, s.shutdownFor)
+		err = s.DB.Close()
+	})
+	return err
+}
+
+// Close shuts down without waiting for running jobs.
+func (s *Service) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return s.Shutdown(ctx)
+}
+
+// ListenAndServe serves HTTP on addr until ctx is done, then stops taking
+// requests and jobs and shuts down gracefully. ready, if not nil, receives
+// the bound address once listening (useful with port 0).
+func (s *Service) ListenAndServe(ctx context.Context, addr string, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	// Requests get a base context that ends at shutdown, so live $stream
+	// connections close instead of holding the shutdown up.
+	base, endRequests := context.WithCancel(context.Background())
+	defer endRequests()
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return base }}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	s.log.Info("servicekit listening", "addr", ln.Addr().String(), "database", s.DB.String(), "node", s.Jobs.Node())
+	select {
+	case err := <-errc:
+		s.Shutdown(context.Background())
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down: no new jobs; waiting for running jobs", "timeout", s.shutdownFor)
+	// Keep answering (503 for new jobs; reads and streams work) while jobs finish.
+	s.Jobs.Shutdown(context.Background(), s.shutdownFor)
+	endRequests()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	return s.Shutdown(context.Background())
+}

@@ -1,0 +1,452 @@
+package task
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/servicekit/servicekit/artifact"
+	"github.com/servicekit/servicekit/internal/ids"
+	"github.com/servicekit/servicekit/job"
+	"github.com/servicekit/servicekit/store"
+)
+
+//go:embed queries.sql
+var queryFS embed.FS
+
+var queries = store.MustLoadQueries(queryFS, "queries.sql")
+
+// ShellPolicy decides whether a shell command may be stored or run. Check
+// returns nil to allow, or an error whose text says why not.
+type ShellPolicy interface {
+	Check(command string) error
+}
+
+// Options configure a Manager. The zero value works.
+type Options struct {
+	// Registry holds the functions tasks can name; default the process-wide Default.
+	Registry *Registry
+	// Policy vets shell commands; nil allows every command.
+	Policy ShellPolicy
+	// Provided are extra values functions can ask for by type (the builder's Provide).
+	Provided map[reflect.Type]reflect.Value
+	Logger   *slog.Logger
+}
+
+// Manager stores tasks and turns them into jobs: the Go API behind the
+// task endpoints. It is also the job executor for function and shell jobs.
+type Manager struct {
+	db        *store.DB
+	q         store.Queries
+	reg       *Registry
+	jobs      *job.Scheduler
+	artifacts *artifact.Manager
+	policy    ShellPolicy
+	provided  map[reflect.Type]reflect.Value
+	log       *slog.Logger
+
+	mu       sync.Mutex
+	bindings map[*Function]*Binding
+}
+
+// NewManager makes a manager and installs it as jobs' executor.
+func NewManager(db *store.DB, jobs *job.Scheduler, artifacts *artifact.Manager, opt Options) *Manager {
+	if opt.Registry == nil {
+		opt.Registry = Default
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	m := &Manager{
+		db: db, q: db.Prepare(queries), reg: opt.Registry, jobs: jobs, artifacts: artifacts,
+		policy: opt.Policy, provided: opt.Provided, log: opt.Logger,
+		bindings: map[*Function]*Binding{},
+	}
+	jobs.SetExecutor(executor{m})
+	return m
+}
+
+// Registry returns the function registry the manager uses.
+func (m *Manager) Registry() *Registry { return m.reg }
+
+// Check binds every registered function now, so that a function asking for
+// a value nobody provides is reported at start-up rather than when it runs.
+func (m *Manager) Check() error {
+	var errs []error
+	for _, f := range m.reg.Functions() {
+		if _, err := m.binding(f.Name()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// binding returns the function's binding to this manager's injectables.
+func (m *Manager) binding(name string) (*Binding, error) {
+	f, ok := m.reg.Lookup(name)
+	if !ok {
+		return nil, ErrNotRegistered
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if b := m.bindings[f]; b != nil {
+		return b, nil
+	}
+	b, err := f.Bind(m.injectable)
+	if err != nil {
+		return nil, fmt.Errorf("function %q: %w", name, err)
+	}
+	m.bindings[f] = b
+	return b, nil
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanTask(row scanner, extra ...any) (*Task, error) {
+	var t Task
+	var params, env *string
+	var created, updated int64
+	dest := append([]any{&t.ID, &t.Command, &t.Type, &t.Enabled, &params, &env, &t.TimeoutSeconds,
+		&t.Retries, &created, &updated}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	t.CreatedAt, t.UpdatedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
+	if params != nil {
+		json.Unmarshal([]byte(*params), &t.Params)
+	}
+	if env != nil {
+		json.Unmarshal([]byte(*env), &t.Env)
+	}
+	return &t, nil
+}
+
+func jsonOrNull[M ~map[string]V, V any](m M) *string {
+	if m == nil {
+		return nil
+	}
+	b, _ := json.Marshal(m)
+	s := string(b)
+	return &s
+}
+
+// Create validates and stores a new task.
+func (m *Manager) Create(ctx context.Context, in Input) (*Task, error) {
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	t := &Task{ID: ids.New(), Command: in.Command, Type: in.Type, Enabled: true, Params: in.Params,
+		Env: in.Env, TimeoutSeconds: in.TimeoutSeconds, CreatedAt: now, UpdatedAt: now}
+	if in.Enabled != nil {
+		t.Enabled = *in.Enabled
+	}
+	if in.Retries != nil {
+		t.Retries = *in.Retries
+	}
+	if err := m.validate(t); err != nil {
+		return nil, err
+	}
+	_, err := m.db.W.ExecContext(ctx, m.q["Insert"], t.ID, t.Command, t.Type, t.Enabled, jsonOrNull(t.Params),
+		jsonOrNull(t.Env), t.TimeoutSeconds, t.Retries, now.UnixMilli(), now.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// validate resolves the task's type and checks it is one that can run:
+// params only for a function (against its schema, required ones may wait
+// for $execute), env only for shell, and the shell policy.
+func (m *Manager) validate(t *Task) error {
+	_, registered := m.reg.Lookup(t.Command)
+	if t.Type == "" {
+		t.Type = TypeShell
+		if registered {
+			t.Type = TypeFunction
+		}
+	}
+	if t.TimeoutSeconds != nil && *t.TimeoutSeconds <= 0 {
+		return &ValidationError{Msg: "timeout_seconds must be greater than 0", Fields: []FieldError{{Location: "body.timeout_seconds", Message: "must be > 0"}}}
+	}
+	switch t.Type {
+	case TypeShell:
+		if t.Params != nil {
+			return &ValidationError{
+				Msg:    fmt.Sprintf("params are for function tasks, and no function named %q is registered", t.Command),
+				Fields: []FieldError{{Location: "body.params", Message: fmt.Sprintf("no function named %q is registered", t.Command)}},
+			}
+		}
+		return m.checkShell(t.Command)
+	case TypeFunction:
+		if t.Env != nil {
+			return &ValidationError{Msg: "env is for shell tasks", Fields: []FieldError{{Location: "body.env", Message: "only shell tasks take env"}}}
+		}
+		if !registered {
+			return nil // allowed: the function may be registered by a later deploy; $orphaned lists it
+		}
+		b, err := m.binding(t.Command)
+		if err != nil {
+			return err
+		}
+		if fe := b.Validate(orEmpty(t.Params), true); len(fe) > 0 {
+			return &ValidationError{Msg: "params do not match the function's parameters", Fields: prefix("body.", fe)}
+		}
+	}
+	return nil
+}
+
+func (m *Manager) checkShell(command string) error {
+	if m.policy == nil {
+		return nil
+	}
+	if err := m.policy.Check(command); err != nil {
+		return &ForbiddenError{Reason: err.Error()}
+	}
+	return nil
+}
+
+func orEmpty(p map[string]any) map[string]any {
+	if p == nil {
+		return map[string]any{}
+	}
+	return p
+}
+
+func prefix(p string, fe []FieldError) []FieldError {
+	out := make([]FieldError, len(fe))
+	for i, e := range fe {
+		out[i] = FieldError{Location: p + e.Location, Message: e.Message}
+	}
+	return out
+}
+
+// Get returns a task or ErrNotFound.
+func (m *Manager) Get(ctx context.Context, id string) (*Task, error) {
+	return scanTask(m.db.R.QueryRowContext(ctx, m.q["Get"], id))
+}
+
+// Filter selects tasks for List; nil/empty fields match everything.
+type Filter struct {
+	Enabled *bool
+	Type    string
+}
+
+// List returns tasks oldest first and how many match in all.
+func (m *Manager) List(ctx context.Context, f Filter, limit, offset int) ([]*Task, int, error) {
+	en, enV := "", false
+	if f.Enabled != nil {
+		en, enV = "set", *f.Enabled
+	}
+	var total int
+	if err := m.db.R.QueryRowContext(ctx, m.q["Count"], en, enV, f.Type, f.Type).Scan(&total); err != nil {
+		return nil, 0, err
+	}
+	rows, err := m.db.R.QueryContext(ctx, m.q["List"], en, enV, f.Type, f.Type, limit, offset)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	out := []*Task{}
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, t)
+	}
+	return out, total, rows.Err()
+}
+
+// Update applies a partial update and re-validates the whole task.
+func (m *Manager) Update(ctx context.Context, id string, p Patch) (*Task, error) {
+	t, err := m.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	typeGiven := p.Type != nil
+	if p.Command != nil {
+		t.Command = *p.Command
+		if !typeGiven {
+			t.Type = "" // re-infer for the new command
+		}
+	}
+	if typeGiven {
+		t.Type = *p.Type
+	}
+	if p.Enabled != nil {
+		t.Enabled = *p.Enabled
+	}
+	if p.Params != nil {
+		t.Params = p.Params
+	}
+	if p.Env != nil {
+		t.Env = p.Env
+	}
+	if p.TimeoutSeconds != nil {
+		t.TimeoutSeconds = p.TimeoutSeconds
+	}
+	if p.Retries != nil {
+		t.Retries = *p.Retries
+	}
+	for _, f := range p.Clear {
+		switch f {
+		case "params":
+			t.Params = nil
+		case "env":
+			t.Env = nil
+		case "timeout_seconds":
+			t.TimeoutSeconds = nil
+		case "retries":
+			t.Retries = 0
+		}
+	}
+	if err := m.validate(t); err != nil {
+		return nil, err
+	}
+	t.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
+	res, err := m.db.W.ExecContext(ctx, m.q["Update"], t.Command, t.Type, t.Enabled, jsonOrNull(t.Params),
+		jsonOrNull(t.Env), t.TimeoutSeconds, t.Retries, t.UpdatedAt.UnixMilli(), t.ID)
+	if err != nil {
+		return nil, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil, ErrNotFound
+	}
+	return t, nil
+}
+
+// Delete removes a task. Its jobs keep running with their snapshot of it.
+func (m *Manager) Delete(ctx context.Context, id string) error {
+	res, err := m.db.W.ExecContext(ctx, m.q["Delete"], id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Execute checks that the task can run with the given overrides and submits
+// a job; the job is stored when Execute returns.
+func (m *Manager) Execute(ctx context.Context, id string, in ExecuteInput) (*job.Record, error) {
+	t, err := m.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !t.Enabled {
+		return nil, fmt.Errorf("%w: Cannot execute disabled task %s", ErrDisabled, t.ID)
+	}
+	n := job.NewJob{TaskID: t.ID, Type: t.Type, Command: t.Command, Task: t.snapshot(), MaxAttempts: t.Retries + 1}
+	if t.TimeoutSeconds != nil {
+		n.Timeout = time.Duration(*t.TimeoutSeconds * float64(time.Second))
+	}
+	switch t.Type {
+	case TypeFunction:
+		if in.Env != nil {
+			return nil, &ValidationError{Msg: "env is for shell tasks", Fields: []FieldError{{Location: "body.env", Message: "only shell tasks take env"}}}
+		}
+		b, err := m.binding(t.Command)
+		if errors.Is(err, ErrNotRegistered) {
+			return nil, fmt.Errorf("%w: task %s names function %q, which this server does not have", ErrNotRegistered, t.ID, t.Command)
+		}
+		if err != nil {
+			return nil, err
+		}
+		n.Params = merge(t.Params, in.Params)
+		if fe := b.Validate(n.Params, false); len(fe) > 0 {
+			return nil, &ValidationError{Msg: "the merged params do not match the function's parameters", Fields: prefix("body.", fe)}
+		}
+	case TypeShell:
+		if in.Params != nil {
+			return nil, &ValidationError{
+				Msg:    fmt.Sprintf("params are for function tasks, and no function named %q is registered", t.Command),
+				Fields: []FieldError{{Location: "body.params", Message: "shell tasks take env, not params"}},
+			}
+		}
+		if err := m.checkShell(t.Command); err != nil {
+			return nil, err
+		}
+		n.Env = merge(t.Env, in.Env)
+	}
+	return m.jobs.Submit(ctx, n)
+}
+
+// Run executes the task and waits for its job to finish.
+func (m *Manager) Run(ctx context.Context, id string, in ExecuteInput) (*job.Record, error) {
+	r, err := m.Execute(ctx, id, in)
+	if err != nil {
+		return nil, err
+	}
+	return m.jobs.Wait(ctx, r.ID)
+}
+
+func merge[M ~map[string]V, V any](base, over M) M {
+	if base == nil && over == nil {
+		return nil
+	}
+	out := make(M, len(base)+len(over))
+	maps.Copy(out, base)
+	maps.Copy(out, over)
+	return out
+}
+
+// Orphaned lists enabled tasks that never ran (or whose jobs were all
+// deleted), reason "no_job", and function tasks whose function this server
+// does not have, reason "function_not_registered" (which wins when both
+// hold). reason filters to tasks with that reason when not empty.
+func (m *Manager) Orphaned(ctx context.Context, reason string) ([]Orphan, error) {
+	rows, err := m.db.R.QueryContext(ctx, m.q["WithJobFlag"])
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Orphan{}
+	for rows.Next() {
+		var hasJob bool
+		t, err := scanTask(rows, &hasJob)
+		if err != nil {
+			return nil, err
+		}
+		var reasons []string
+		if _, ok := m.reg.Lookup(t.Command); t.Type == TypeFunction && !ok {
+			reasons = append(reasons, "function_not_registered")
+		}
+		if t.Enabled && !hasJob {
+			reasons = append(reasons, "no_job")
+		}
+		for _, r := range reasons {
+			if reason == "" || reason == r {
+				out = append(out, Orphan{Task: *t, Reason: r})
+				break
+			}
+		}
+	}
+	return out, rows.Err()
+}
+
+// Functions describes every registered function.
+func (m *Manager) Functions() ([]FunctionInfo, error) {
+	out := []FunctionInfo{}
+	for _, f := range m.reg.Functions() {
+		b, err := m.binding(f.Name())
+		if err != nil {
+			return nil, err
+		}
+		inj := b.Injects()
+		if inj == nil {
+			inj = []string{}
+		}
+		out = append(out, FunctionInfo{Name: f.Name(), Description: f.Description(), ParamsSchema: b.ParamsSchema(), Injects: inj})
+	}
+	return out, nil
+}
