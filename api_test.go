@@ -62,7 +62,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	svc, err := servicekit.New(servicekit.Info{DisplayName: "test"}).
-		WithDatabase("sqlite:///"+filepath.Join(t.TempDir(), "t.db")).
+		WithDatabase("sqlite:///" + filepath.Join(t.TempDir(), "t.db")).
 		WithJobs(4).WithRegistry(testRegistry()).WithTasks().
 		WithShutdownTimeout(2 * time.Second).
 		Build(context.Background())

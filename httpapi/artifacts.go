@@ -28,10 +28,10 @@ type ArtifactUpdate struct {
 	Data json.RawMessage `json:"data" doc:"the new data, any JSON value"`
 }
 
-// artifactPath is the input of operations that take only the id. Inputs
-// with more fields repeat the ID field instead of embedding this type: huma
-// skips embedded fields of unexported types, leaving the id empty.
-type artifactPath struct {
+// ArtifactPath is the {id} of artifact operations. It is exported because
+// huma skips embedded fields of unexported types, which would leave the id
+// empty in inputs that embed it.
+type ArtifactPath struct {
 	ID string `path:"id" doc:"artifact ULID"`
 }
 
@@ -98,7 +98,7 @@ func (s *Server) registerArtifacts() {
 	huma.Register(s.api, huma.Operation{
 		OperationID: "get-artifact", Method: http.MethodGet, Path: "/api/v1/artifacts/{id}", Tags: artifactsTag,
 		Summary: "Get an artifact",
-	}, func(ctx context.Context, in *artifactPath) (*artifactOut, error) {
+	}, func(ctx context.Context, in *ArtifactPath) (*artifactOut, error) {
 		if err := checkID("artifact id", in.ID); err != nil {
 			return nil, err
 		}
@@ -113,7 +113,7 @@ func (s *Server) registerArtifacts() {
 		OperationID: "update-artifact", Method: http.MethodPut, Path: "/api/v1/artifacts/{id}", Tags: artifactsTag,
 		Summary: "Replace an artifact's data", Description: "Bumps updated_at; parent and level stay.",
 	}, func(ctx context.Context, in *struct {
-		ID   string `path:"id" doc:"artifact ULID"`
+		ArtifactPath
 		Body ArtifactUpdate
 	}) (*artifactOut, error) {
 		if err := checkID("artifact id", in.ID); err != nil {
@@ -132,7 +132,7 @@ func (s *Server) registerArtifacts() {
 		Description:   "409 when it has children, unless cascade=true, which deletes the whole subtree.",
 		DefaultStatus: http.StatusNoContent,
 	}, func(ctx context.Context, in *struct {
-		ID string `path:"id" doc:"artifact ULID"`
+		ArtifactPath
 		// A string, not a bool, so a bad value is our 400 bad-request
 		// rather than huma's 422 for an unparsable query parameter.
 		Cascade string `query:"cascade" doc:"true to delete the artifact with all its descendants"`
@@ -154,7 +154,7 @@ func (s *Server) registerArtifacts() {
 		OperationID: "artifact-tree", Method: http.MethodGet, Path: "/api/v1/artifacts/{id}/$tree", Tags: artifactsTag,
 		Summary:     "An artifact with its whole subtree",
 		Description: "children are nested, oldest first; a leaf has children []. Each node has its level_label and hierarchy.",
-	}, func(ctx context.Context, in *artifactPath) (*struct{ Body *artifact.TreeNode }, error) {
+	}, func(ctx context.Context, in *ArtifactPath) (*struct{ Body *artifact.TreeNode }, error) {
 		if err := checkID("artifact id", in.ID); err != nil {
 			return nil, err
 		}
@@ -169,7 +169,7 @@ func (s *Server) registerArtifacts() {
 		OperationID: "artifact-expand", Method: http.MethodGet, Path: "/api/v1/artifacts/{id}/$expand", Tags: artifactsTag,
 		Summary:     "An artifact with its level label and hierarchy, without children",
 		Description: "children is always null here (not loaded); use $tree for the subtree.",
-	}, func(ctx context.Context, in *artifactPath) (*struct{ Body *artifact.Expanded }, error) {
+	}, func(ctx context.Context, in *ArtifactPath) (*struct{ Body *artifact.Expanded }, error) {
 		if err := checkID("artifact id", in.ID); err != nil {
 			return nil, err
 		}
