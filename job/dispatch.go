@@ -73,6 +73,7 @@ func (s *Scheduler) armRetryTimer(ctx context.Context, timer *time.Timer) {
 func (s *Scheduler) claim(ctx context.Context, n int) ([]*Record, error) {
 	var recs []*Record
 	now := time.Now()
+	s.claims.Add(1)
 	err := s.batch.Do(ctx, func(tx *sql.Tx) error {
 		recs = recs[:0]
 		rows, err := tx.QueryContext(ctx, s.q["ClaimNext"], now.UnixMilli(), s.opt.Node,

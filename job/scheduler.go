@@ -171,6 +171,22 @@ type Scheduler struct {
 	batchEnd context.CancelFunc
 	started  time.Time
 	lastTick atomic.Int64 // unix ms of the dispatcher's last loop, for health
+	claims   atomic.Int64 // claim statements run, to prove the dispatcher does not poll
+}
+
+// Stats are counters for tests and health checks.
+type Stats struct {
+	// Claims is how many claim statements the dispatcher has run.
+	Claims int64
+	// Running is how many jobs run on this node now.
+	Running int
+	// LastDispatch is when the dispatcher last looked for work.
+	LastDispatch time.Time
+}
+
+// Stats returns the scheduler's counters.
+func (s *Scheduler) Stats() Stats {
+	return Stats{Claims: s.claims.Load(), Running: s.RunningCount(), LastDispatch: time.UnixMilli(s.lastTick.Load())}
 }
 
 type active struct {

@@ -125,6 +125,7 @@ func TestCompletesWithResultArtifactAndEvents(t *testing.T) {
 func TestConcurrencyLimit(t *testing.T) {
 	db := openDB(t)
 	var cur, peak atomic.Int32
+	release := make(chan struct{})
 	s := newScheduler(t, db, func(ctx context.Context, run *job.Run) job.Outcome {
 		n := cur.Add(1)
 		for {
@@ -133,14 +134,23 @@ func TestConcurrencyLimit(t *testing.T) {
 				break
 			}
 		}
-		time.Sleep(30 * time.Millisecond)
+		<-release
 		cur.Add(-1)
 		return job.Outcome{}
 	}, job.Options{MaxConcurrency: 3})
 	var recs []*job.Record
-	for range 12 {
+	for range 8 {
 		recs = append(recs, submit(t, s, job.NewJob{}))
 	}
+	deadline := time.Now().Add(10 * time.Second)
+	for cur.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d jobs started", cur.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // a fourth would start now if the limit leaked
+	close(release)
 	for _, r := range recs {
 		if got := wait(t, s, r.ID); got.Status != job.Completed {
 			t.Fatalf("status %s", got.Status)
