@@ -7,9 +7,9 @@
 //
 // Because main only calls cli.Main, the binary is "servicekit plus these
 // functions": `go run ./examples/task_execution serve` takes exactly the
-// flags and SERVICEKIT_* variables of `servicekit serve`, and the client
-// subcommands (task, job, artifact) work too. See README.md for a curl
-// walk-through.
+// flags and SERVICEKIT_* variables of `servicekit serve`, and every other
+// subcommand of the servicekit command line is there as well. See README.md
+// for a curl walk-through.
 package main
 
 import (
