@@ -105,6 +105,7 @@ func (s *Scheduler) claim(ctx context.Context, n int) ([]*Record, error) {
 	}
 	for _, r := range recs {
 		s.hub.notify(r.ID)
+		s.opt.Observer.Started(r, now.Sub(r.SubmittedAt))
 	}
 	return recs, nil
 }
@@ -198,6 +199,12 @@ func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
 	s.hub.notify(r.ID)
 	if retry {
 		s.kick()
+	} else {
+		var ran time.Duration
+		if r.StartedAt != nil {
+			ran = time.Since(*r.StartedAt)
+		}
+		s.opt.Observer.Finished(r, status, ran)
 	}
 }
 

@@ -134,6 +134,9 @@ func (s *Scheduler) rescue(ctx context.Context, startup bool) error {
 		}
 		s.log.Warn("rescued job of a dead node", "job_id", r.ID, "node", v.node, "retry", retry)
 		s.hub.notify(r.ID)
+		if !retry {
+			s.opt.Observer.Finished(r, Failed, 0)
+		}
 	}
 	if len(victims) > 0 {
 		s.kick()

@@ -113,7 +113,24 @@ type Options struct {
 	// LogFlushDelay is how long output lines may wait to be written together; default 20 ms.
 	LogFlushDelay time.Duration
 	Logger        *slog.Logger
+	// Observer, if set, hears of submits, starts and ends (for metrics).
+	Observer Observer
 }
+
+// Observer hears of job life events; metrics implement it. Calls are made
+// after the change committed, from the goroutine that made it, so they
+// must be quick.
+type Observer interface {
+	Submitted(jobType string)
+	Started(r *Record, queueWait time.Duration)
+	Finished(r *Record, status Status, ran time.Duration)
+}
+
+type noObserver struct{}
+
+func (noObserver) Submitted(string)                        {}
+func (noObserver) Started(*Record, time.Duration)          {}
+func (noObserver) Finished(*Record, Status, time.Duration) {}
 
 func (o *Options) defaults() {
 	if o.Node == "" {
@@ -143,6 +160,9 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Observer == nil {
+		o.Observer = noObserver{}
 	}
 }
 
@@ -303,6 +323,7 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store job: %w", err)
 	}
+	s.opt.Observer.Submitted(r.Type)
 	s.kick()
 	return r, nil
 }
@@ -457,6 +478,7 @@ func (s *Scheduler) cancelPending(ctx context.Context, id string) (*Record, erro
 		return nil, err
 	}
 	s.hub.notify(id)
+	s.opt.Observer.Finished(rec, Canceled, 0)
 	return rec, nil
 }
 
