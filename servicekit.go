@@ -160,6 +160,10 @@ func (b *Builder) Build(ctx context.Context) (*Service, error) {
 		opt.MaxConcurrency = max(4, 2*runtime.NumCPU())
 	}
 	opt.Logger = log
+	metrics := httpapi.NewMetrics()
+	if opt.Observer == nil {
+		opt.Observer = metrics
+	}
 	arts := artifact.NewManager(db)
 	jobs := job.New(db, arts, nil, opt)
 	svc := &Service{DB: db, Jobs: jobs, Artifacts: arts, log: log, shutdownFor: b.shutdownFor}
@@ -178,7 +182,7 @@ func (b *Builder) Build(ctx context.Context) (*Service, error) {
 		db.Close()
 		return nil, err
 	}
-	svc.Server = httpapi.New(httpapi.Deps{Info: b.info, DB: db, Jobs: jobs, Tasks: svc.Tasks, Artifacts: arts, Logger: log})
+	svc.Server = httpapi.New(httpapi.Deps{Info: b.info, DB: db, Jobs: jobs, Tasks: svc.Tasks, Artifacts: arts, Logger: log, Metrics: metrics})
 	return svc, nil
 }
 

@@ -37,6 +37,8 @@ type Deps struct {
 	Tasks     *task.Manager
 	Artifacts *artifact.Manager
 	Logger    *slog.Logger
+	// Metrics, if set, are served at /metrics and count every request.
+	Metrics *Metrics
 	// Started is when the service started, for uptime.
 	Started time.Time
 }
@@ -73,7 +75,12 @@ func New(d Deps) *Server {
 	if d.Artifacts != nil {
 		s.registerArtifacts()
 	}
-	s.handler = s.requestID(s.routeFallback(s.mux))
+	if d.Metrics != nil {
+		d.Metrics.linkGauges(d.Jobs, d.Logger)
+		s.mux.Handle("GET /metrics", d.Metrics.handler())
+	}
+	s.registerConsole()
+	s.handler = s.requestID(s.observe(s.routeFallback(s.mux)))
 	return s
 }
 
