@@ -56,8 +56,19 @@ type Builder struct {
 	provided    map[reflect.Type]reflect.Value
 	logger      *slog.Logger
 	shutdownFor time.Duration
+	auth        httpapi.Auth
 	err         error
 }
+
+// WithAPIKeys requires one of keys on every request but /health, /openapi.json,
+// /docs and the console's static files (X-API-Key or Authorization: Bearer).
+func (b *Builder) WithAPIKeys(keys ...string) *Builder {
+	b.auth.Keys = append(b.auth.Keys, keys...)
+	return b
+}
+
+// WithAPIKeyHeader changes the header that carries a key (default X-API-Key).
+func (b *Builder) WithAPIKeyHeader(name string) *Builder { b.auth.Header = name; return b }
 
 // New starts a builder.
 func New(info Info) *Builder {
@@ -182,7 +193,7 @@ func (b *Builder) Build(ctx context.Context) (*Service, error) {
 		db.Close()
 		return nil, err
 	}
-	svc.Server = httpapi.New(httpapi.Deps{Info: b.info, DB: db, Jobs: jobs, Tasks: svc.Tasks, Artifacts: arts, Logger: log, Metrics: metrics})
+	svc.Server = httpapi.New(httpapi.Deps{Info: b.info, DB: db, Jobs: jobs, Tasks: svc.Tasks, Artifacts: arts, Logger: log, Metrics: metrics, Auth: b.auth})
 	return svc, nil
 }
 

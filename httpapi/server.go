@@ -37,6 +37,8 @@ type Deps struct {
 	Tasks     *task.Manager
 	Artifacts *artifact.Manager
 	Logger    *slog.Logger
+	// Auth holds the API keys; none means no authentication.
+	Auth Auth
 	// Metrics, if set, are served at /metrics and count every request.
 	Metrics *Metrics
 	// Started is when the service started, for uptime.
@@ -80,7 +82,7 @@ func New(d Deps) *Server {
 		s.mux.Handle("GET /metrics", d.Metrics.handler())
 	}
 	s.registerConsole()
-	s.handler = s.requestID(s.observe(s.routeFallback(s.mux)))
+	s.handler = s.requestID(s.observe(s.authenticate(s.routeFallback(s.mux))))
 	return s
 }
 
