@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/servicekit/servicekit"
+	"github.com/servicekit/servicekit/httpapi"
 	"github.com/servicekit/servicekit/job"
 	"github.com/servicekit/servicekit/store"
 )
@@ -30,6 +31,11 @@ type ServeConfig struct {
 	ShutdownTimeout time.Duration
 	JobRetention    time.Duration
 	LogLevel        string
+	MaxPending      int
+	APIKeys         []string // from SERVICEKIT_API_KEYS
+	APIKeyFile      string
+	APIKeyHeader    string
+	Insecure        bool
 }
 
 func envOr(name, def string) string {
@@ -77,6 +83,11 @@ SQLite database at ./servicekit.db, created and migrated automatically.`,
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDuration("SERVICEKIT_SHUTDOWN_TIMEOUT", 30*time.Second), "how long running jobs may finish on SIGTERM/SIGINT")
 	f.DurationVar(&c.JobRetention, "job-retention", envDuration("SERVICEKIT_JOB_RETENTION", 7*24*time.Hour), "how long finished jobs are kept")
 	f.StringVar(&c.LogLevel, "log-level", envOr("SERVICEKIT_LOG_LEVEL", "info"), "debug, info, warn or error")
+	f.IntVar(&c.MaxPending, "max-pending", envInt("SERVICEKIT_MAX_PENDING", 100_000), "pending jobs accepted before $execute answers 429 (SERVICEKIT_MAX_PENDING)")
+	f.StringVar(&c.APIKeyFile, "api-key-file", envOr("SERVICEKIT_API_KEY_FILE", ""), "file with one API key a line, # comments (SERVICEKIT_API_KEY_FILE); keys also come from SERVICEKIT_API_KEYS, comma-separated")
+	f.StringVar(&c.APIKeyHeader, "api-key-header", envOr("SERVICEKIT_API_KEY_HEADER", "X-API-Key"), "header carrying the API key (Authorization: Bearer is always accepted)")
+	f.BoolVar(&c.Insecure, "insecure", false, "allow a non-loopback address with shell policy any and no API keys")
+	c.APIKeys = httpapi.ParseKeys(os.Getenv("SERVICEKIT_API_KEYS"))
 	return cmd
 }
 
@@ -94,11 +105,24 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 	if c.OutputLimit < 1 {
 		return fmt.Errorf("--output-limit must be at least 1 byte")
 	}
+	keys := c.APIKeys
+	if c.APIKeyFile != "" {
+		fileKeys, err := httpapi.ReadKeyFile(c.APIKeyFile)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, fileKeys...)
+	}
+	if err := checkExposure(c.Addr, len(keys) > 0, c.Insecure); err != nil {
+		return err
+	}
 	svc, err := servicekit.New(info).
 		WithHealth().
 		WithDatabase(c.Database).
 		WithJobs(c.MaxConcurrency).
-		WithJobOptions(job.Options{OutputLimit: c.OutputLimit, Retention: c.JobRetention}).
+		WithJobOptions(job.Options{OutputLimit: c.OutputLimit, Retention: c.JobRetention, MaxPending: c.MaxPending}).
+		WithAPIKeys(keys...).
+		WithAPIKeyHeader(c.APIKeyHeader).
 		WithShutdownTimeout(c.ShutdownTimeout).
 		WithLogger(log).
 		WithTasks().
@@ -146,6 +170,29 @@ func newMigrateCommand() *cobra.Command {
 	cmd.Flags().StringVar(&database, "database", envOr("SERVICEKIT_DATABASE_URL", store.DefaultURL), "database URL (SERVICEKIT_DATABASE_URL)")
 	cmd.Flags().BoolVar(&status, "status", false, "only show which migrations are applied")
 	return cmd
+}
+
+// checkExposure refuses to serve a shell-running API to the network with
+// no keys: anyone who can reach the port could run any command as this user.
+func checkExposure(addr string, haveKeys, insecure bool) error {
+	if haveKeys || insecure {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--addr %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf(`refusing to listen on %s: it is not a loopback address, the shell policy is "any" and no API keys are set,
+so anyone who can reach this port could run any shell command as this user. Fix it with one of:
+  - set API keys: SERVICEKIT_API_KEYS=key1,key2 or --api-key-file FILE
+  - listen on loopback only: --addr 127.0.0.1:8000
+  - accept the risk (e.g. behind an authenticating proxy): --insecure`, addr)
 }
 
 // trimURL drops a trailing slash from a server URL.

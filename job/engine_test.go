@@ -134,3 +134,27 @@ func TestShutdownInterruptsRunningJobs(t *testing.T) {
 		t.Fatalf("pending job: %+v", r)
 	}
 }
+
+// TestQueueFull refuses submits over MaxPending and stores nothing for them.
+func TestQueueFull(t *testing.T) {
+	db := openDB(t)
+	release := make(chan struct{})
+	defer close(release)
+	s := newScheduler(t, db, func(ctx context.Context, run *job.Run) job.Outcome {
+		<-release
+		return job.Outcome{}
+	}, job.Options{MaxConcurrency: 1, MaxPending: 2})
+	for range 3 { // one runs, two wait
+		submit(t, s, job.NewJob{})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.RunningCount() != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := s.Submit(context.Background(), job.NewJob{TaskID: "T", Type: "function", Command: "fn"}); !errors.Is(err, job.ErrQueueFull) {
+		t.Fatalf("fourth submit: %v", err)
+	}
+	if _, total, _ := s.List(context.Background(), job.Filter{}, 10, 0); total != 3 {
+		t.Fatalf("%d jobs stored, want 3", total)
+	}
+}

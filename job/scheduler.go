@@ -192,6 +192,11 @@ type Scheduler struct {
 	started  time.Time
 	lastTick atomic.Int64 // unix ms of the dispatcher's last loop, for health
 	claims   atomic.Int64 // claim statements run, to prove the dispatcher does not poll
+
+	pendMu    sync.Mutex // guards the pending-count estimate of queueFull
+	pendCount int
+	pendSince int
+	pendAt    time.Time
 }
 
 // Stats are counters for tests and health checks.
@@ -283,10 +288,8 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 	if s.closing.Load() {
 		return nil, ErrShuttingDown
 	}
-	if s.opt.MaxPending > 0 {
-		if p, err := s.PendingCount(ctx); err == nil && p >= s.opt.MaxPending {
-			return nil, ErrQueueFull
-		}
+	if s.queueFull(ctx) {
+		return nil, ErrQueueFull
 	}
 	if n.MaxAttempts < 1 {
 		n.MaxAttempts = 1
@@ -326,6 +329,29 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 	s.opt.Observer.Submitted(r.Type)
 	s.kick()
 	return r, nil
+}
+
+// queueFull reports whether MaxPending jobs are pending. It counts in the
+// database only when a cheap upper bound (the last count plus submits
+// since, refreshed every 100 ms) reaches the limit, so a queue far from
+// full costs no query per submit and a 429 always rests on a real count.
+func (s *Scheduler) queueFull(ctx context.Context) bool {
+	if s.opt.MaxPending <= 0 {
+		return false
+	}
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	fresh := time.Since(s.pendAt) < 100*time.Millisecond
+	if fresh && s.pendCount+s.pendSince < s.opt.MaxPending {
+		s.pendSince++
+		return false
+	}
+	n, err := s.PendingCount(ctx)
+	if err != nil {
+		return false // the insert will report a database problem itself
+	}
+	s.pendCount, s.pendSince, s.pendAt = n, 1, time.Now()
+	return n >= s.opt.MaxPending
 }
 
 // Get returns one job or ErrNotFound.
