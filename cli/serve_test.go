@@ -81,4 +81,3 @@ func TestServeWithKeyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
