@@ -171,6 +171,18 @@ func (e *env) waitJob(id string) map[string]any {
 	return e.do("GET", "/api/v1/jobs/"+id, nil).json()
 }
 
+// waitRunning waits until the job is running (tests only).
+func (e *env) waitRunning(id string) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.do("GET", "/api/v1/jobs/"+id, nil).json()["status"] != "running" {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("job %s never ran", id)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestTaskCRUD(t *testing.T) {
 	e := newEnv(t)
 	fn := e.createTask(map[string]any{"command": "greet_user", "params": map[string]any{"name": "Alice"}})

@@ -81,13 +81,19 @@ func (s *Server) health(ctx context.Context) Health {
 	h := Health{Status: "healthy", Checks: map[string]CheckResult{}}
 	if s.d.DB != nil {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := s.d.DB.Ping(cctx)
+		err := s.d.DB.Check(cctx)
 		cancel()
 		if err != nil {
-			h.Checks["database"] = CheckResult{State: "unhealthy", Message: "database did not answer: " + err.Error()}
+			h.Checks["database"] = CheckResult{State: "unhealthy", Message: "database check failed: " + err.Error()}
 		} else {
 			h.Checks["database"] = CheckResult{State: "healthy"}
 		}
+	}
+	if s.d.Jobs != nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		state, msg := s.d.Jobs.Health(cctx)
+		cancel()
+		h.Checks["scheduler"] = CheckResult{State: state, Message: msg}
 	}
 	for _, c := range h.Checks {
 		switch {

@@ -105,3 +105,6 @@ SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT 1000
 
 -- name: TaskHasJob
 SELECT COUNT(*) FROM jobs WHERE task_id = ?
+
+-- name: CountReady
+SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND run_after <= ?

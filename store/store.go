@@ -18,6 +18,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -50,7 +51,8 @@ type DB struct {
 	// R runs read-only queries; on PostgreSQL it is the same pool as W.
 	R *sql.DB
 
-	url string
+	url  string
+	path string // SQLite file, "" for :memory: and PostgreSQL
 }
 
 //go:embed migrations
@@ -114,6 +116,7 @@ func (db *DB) openSQLite(path string) error {
 			return fmt.Errorf("create database directory: %w", err)
 		}
 	}
+	db.path = path
 	dsn := "file:" + path + "?" + pragmas
 	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
 	if err != nil {
@@ -167,10 +170,42 @@ func parseURL(raw string) (Dialect, string, error) {
 	return "", "", fmt.Errorf("database URL %q: unsupported scheme %q (use sqlite or postgres)", raw, scheme)
 }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers a query that reads a real table
+// (SELECT 1 alone would succeed on a SQLite file that can no longer be read).
 func (db *DB) Ping(ctx context.Context) error {
-	var one int
-	return db.R.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+	var n int
+	err := db.R.QueryRowContext(ctx, "SELECT COUNT(*) FROM (SELECT 1 FROM jobs LIMIT 1) AS one").Scan(&n)
+	if err != nil && strings.Contains(err.Error(), "no such table") || isUndefinedTable(err) {
+		return db.R.QueryRowContext(ctx, "SELECT 1").Scan(&n) // not migrated yet
+	}
+	return err
+}
+
+// Check is the health check: Ping, and for a SQLite file also that the
+// file is still there and still a SQLite database. Open connections keep
+// working on a deleted or overwritten file, so a query alone would report
+// healthy until the next restart finds the data gone.
+func (db *DB) Check(ctx context.Context) error {
+	if err := db.Ping(ctx); err != nil {
+		return err
+	}
+	if db.path == "" {
+		return nil
+	}
+	f, err := os.Open(db.path)
+	if err != nil {
+		return fmt.Errorf("database file: %w", err)
+	}
+	defer f.Close()
+	header := make([]byte, 16)
+	if _, err := io.ReadFull(f, header); err != nil || string(header) != "SQLite format 3\x00" {
+		return fmt.Errorf("database file %s is no longer a SQLite database", db.path)
+	}
+	return nil
+}
+
+func isUndefinedTable(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "42P01")
 }
 
 // Close closes both pools.

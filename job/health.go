@@ -1,0 +1,44 @@
+package job
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Health states.
+const (
+	Healthy   = "healthy"
+	Degraded  = "degraded"
+	Unhealthy = "unhealthy"
+)
+
+// stuckAfter is how long ready jobs may wait beside free slots before the
+// dispatcher counts as stuck.
+const stuckAfter = 10 * time.Second
+
+// Health reports the scheduler's state for /health: degraded while
+// shutting down, when the pending queue is (nearly) full, or when jobs are
+// ready, slots are free and the dispatcher has not looked for work lately.
+func (s *Scheduler) Health(ctx context.Context) (state, message string) {
+	if s.closing.Load() {
+		return Degraded, "shutting down: not taking new jobs"
+	}
+	pending, err := s.PendingCount(ctx)
+	if err != nil {
+		return Unhealthy, "cannot count pending jobs: " + err.Error()
+	}
+	if max := s.opt.MaxPending; max > 0 && pending*10 >= max*9 {
+		return Degraded, fmt.Sprintf("pending queue at %d of %d", pending, max)
+	}
+	if pending > 0 && s.RunningCount() < s.opt.MaxConcurrency {
+		var ready int
+		if err := s.db.R.QueryRowContext(ctx, s.q["CountReady"], time.Now().UnixMilli()).Scan(&ready); err != nil {
+			return Unhealthy, "cannot count ready jobs: " + err.Error()
+		}
+		if idle := time.Since(time.UnixMilli(s.lastTick.Load())); ready > 0 && idle > stuckAfter {
+			return Degraded, fmt.Sprintf("%d jobs ready and slots free, but the dispatcher last ran %s ago", ready, idle.Round(time.Second))
+		}
+	}
+	return Healthy, fmt.Sprintf("%d pending, %d running here", pending, s.RunningCount())
+}

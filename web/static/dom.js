@@ -1,0 +1,171 @@
+// DOM and formatting helpers shared by the views.
+//
+// Everything the server sends (commands, log lines, params, errors) is
+// untrusted text: it is only ever put into the page as text nodes or
+// attribute values, never as HTML, so a task named "<img onerror=…>" shows
+// up as exactly that string.
+
+/**
+ * h builds an element: h('a', {href: '#/x', class: 'y', onclick: fn}, 'text', child…).
+ * Props starting with "on" and holding a function become event listeners;
+ * null, undefined and false props and children are skipped; arrays of
+ * children are flattened; strings and numbers become text nodes.
+ */
+export function h(tag, props, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith('on') && typeof v === 'function') {
+      el.addEventListener(k.slice(2), v);
+    } else if (k === 'class') {
+      el.className = v;
+    } else if (k === 'value' || k === 'checked' || k === 'disabled' || k === 'selected') {
+      el[k] = v;
+    } else {
+      el.setAttribute(k, v === true ? '' : String(v));
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    if (Array.isArray(c)) append(el, c);
+    else if (c instanceof Node) el.append(c);
+    else el.append(document.createTextNode(String(c)));
+  }
+}
+
+/** replace empties el and fills it with children. */
+export function replace(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
+/** short shows the last 8 characters of a ULID: the first ones are the
+ * timestamp and look alike for everything made on the same day. */
+export function short(id) {
+  return id ? '…' + id.slice(-8) : '';
+}
+
+/** idLink links to a resource and shows its short id, with the full id on hover. */
+export function idLink(href, id) {
+  return h('a', {href, class: 'id', title: id}, short(id));
+}
+
+/** badge shows a job status, or a reason, as a coloured pill. */
+export function badge(text, kind = text) {
+  return h('span', {class: `badge badge-${kind}`}, text);
+}
+
+export const TERMINAL = new Set(['completed', 'failed', 'canceled']);
+
+/** fmtTime renders an RFC 3339 time in the browser's locale, keeping the
+ * exact value in the tooltip. */
+export function fmtTime(iso) {
+  if (!iso) return h('span', {class: 'muted'}, '—');
+  const d = new Date(iso);
+  return h('time', {datetime: iso, title: iso}, d.toLocaleString());
+}
+
+/** ago is a coarse "how long ago" for tables, where the exact time is noise. */
+export function ago(iso) {
+  if (!iso) return h('span', {class: 'muted'}, '—');
+  const s = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
+  return h('time', {datetime: iso, title: new Date(iso).toLocaleString()}, `${human(s)} ago`);
+}
+
+/** duration between two RFC 3339 times; the end defaults to now (a running job). */
+export function duration(from, to) {
+  if (!from) return '—';
+  const end = to ? new Date(to).getTime() : Date.now();
+  return human((end - new Date(from).getTime()) / 1000);
+}
+
+function human(s) {
+  if (s < 1) return `${Math.round(s * 1000)} ms`;
+  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.floor(s % 60)} s`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
+
+/** compact renders a small JSON value on one line for table cells. */
+export function compact(v) {
+  if (v === null || v === undefined) return h('span', {class: 'muted'}, '—');
+  const s = JSON.stringify(v);
+  if (s === '{}') return h('span', {class: 'muted'}, '{}');
+  return h('code', {class: 'compact', title: JSON.stringify(v, null, 2)}, s.length > 80 ? s.slice(0, 77) + '…' : s);
+}
+
+/**
+ * jsonView pretty-prints a JSON value with light syntax colouring. It walks
+ * the value instead of regex-colouring a string, so text inside strings can
+ * never be mistaken for markup.
+ */
+export function jsonView(v) {
+  const pre = h('pre', {class: 'json'});
+  const out = [];
+  const walk = (x, indent) => {
+    const pad = '  '.repeat(indent);
+    if (x === null) out.push(h('span', {class: 'j-null'}, 'null'));
+    else if (typeof x === 'string') out.push(h('span', {class: 'j-str'}, JSON.stringify(x)));
+    else if (typeof x === 'number') out.push(h('span', {class: 'j-num'}, String(x)));
+    else if (typeof x === 'boolean') out.push(h('span', {class: 'j-bool'}, String(x)));
+    else if (Array.isArray(x)) {
+      if (x.length === 0) { out.push('[]'); return; }
+      out.push('[\n');
+      x.forEach((e, i) => {
+        out.push(pad + '  ');
+        walk(e, indent + 1);
+        out.push(i < x.length - 1 ? ',\n' : '\n');
+      });
+      out.push(pad + ']');
+    } else {
+      const keys = Object.keys(x);
+      if (keys.length === 0) { out.push('{}'); return; }
+      out.push('{\n');
+      keys.forEach((k, i) => {
+        out.push(pad + '  ', h('span', {class: 'j-key'}, JSON.stringify(k)), ': ');
+        walk(x[k], indent + 1);
+        out.push(i < keys.length - 1 ? ',\n' : '\n');
+      });
+      out.push(pad + '}');
+    }
+  };
+  walk(v === undefined ? null : v, 0);
+  append(pre, out);
+  return pre;
+}
+
+/**
+ * problemBox shows an API error: the problem's detail first (it says what
+ * to fix), then each invalid field as "location: message".
+ */
+export function problemBox(err) {
+  const p = err && err.problem;
+  const detail = (p && (p.detail || p.title)) || (err && err.message) || String(err);
+  const fields = (p && Array.isArray(p.errors)) ? p.errors : [];
+  return h('div', {class: 'problem', role: 'alert'},
+    h('strong', {}, detail),
+    fields.length ? h('ul', {}, fields.map(f => h('li', {}, f.location ? h('code', {}, f.location) : null, f.location ? ': ' : '', f.message))) : null);
+}
+
+/** parseJSONField reads an optional JSON-object textarea; blank means "not given". */
+export function parseJSONField(value, label) {
+  const s = value.trim();
+  if (!s) return undefined;
+  let v;
+  try {
+    v = JSON.parse(s);
+  } catch (e) {
+    throw new Error(`${label} is not valid JSON: ${e.message}`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw new Error(`${label} must be a JSON object, like {"key": "value"}`);
+  }
+  return v;
+}
