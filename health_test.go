@@ -43,7 +43,7 @@ func TestHealthUnhealthyWhenDatabaseFileGoes(t *testing.T) {
 // TestHealthDegradedWhenQueueSaturated and 429 over --max-pending.
 func TestQueueSaturation(t *testing.T) {
 	svc, err := servicekit.New(servicekit.Info{}).
-		WithDatabase("sqlite:///"+filepath.Join(t.TempDir(), "t.db")).
+		WithDatabase("sqlite:///" + filepath.Join(t.TempDir(), "t.db")).
 		WithJobs(1).WithJobOptions(job.Options{MaxPending: 2}).
 		WithRegistry(testRegistry()).WithTasks().Build(context.Background())
 	if err != nil {
