@@ -147,6 +147,7 @@ type Service struct {
 	log         *slog.Logger
 	shutdownFor time.Duration
 	closeOnce   sync.Once
+	stopPurge   context.CancelFunc
 }
 
 // Build opens and migrates the database and starts job processing.
@@ -193,8 +194,31 @@ func (b *Builder) Build(ctx context.Context) (*Service, error) {
 		db.Close()
 		return nil, err
 	}
+	defer svc.startPurge()
 	svc.Server = httpapi.New(httpapi.Deps{Info: b.info, DB: db, Jobs: jobs, Tasks: svc.Tasks, Artifacts: arts, Logger: log, Metrics: metrics, Auth: b.auth})
 	return svc, nil
+}
+
+// startPurge deletes expired idempotency keys hourly until shutdown.
+func (s *Service) startPurge() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopPurge = cancel
+	go func() {
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			if n, err := s.PurgeIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("purge idempotency keys", "error", err)
+			} else if n > 0 {
+				s.log.Info("purged expired idempotency keys", "count", n)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 }
 
 // Run blocks until ctx is done, then shuts down gracefully.
@@ -209,6 +233,9 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) Shutdown(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
+		if s.stopPurge != nil {
+			s.stopPurge()
+		}
 		s.Jobs.Shutdown(ctx, s.shutdownFor)
 		err = s.DB.Close()
 	})

@@ -82,7 +82,7 @@ func New(d Deps) *Server {
 		s.mux.Handle("GET /metrics", d.Metrics.handler())
 	}
 	s.registerConsole()
-	s.handler = s.requestID(s.observe(s.authenticate(s.routeFallback(s.mux))))
+	s.handler = s.requestID(s.observe(s.authenticate(s.idempotent(s.routeFallback(s.mux)))))
 	return s
 }
 
