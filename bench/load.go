@@ -122,12 +122,13 @@ func Load(ctx context.Context, cfg LoadConfig) *LoadResult {
 func (r *LoadResult) String() string {
 	return fmt.Sprintf("%d jobs in %s = %.0f jobs/s; latency p50 %s p90 %s p99 %s max %s; %d errors",
 		r.Jobs, r.Elapsed.Round(time.Millisecond), r.Rate(),
-		fmtDur(r.Percentile(50)), fmtDur(r.Percentile(90)), fmtDur(r.Percentile(99)), fmtDur(r.Percentile(100)),
+		FormatDuration(r.Percentile(50)), FormatDuration(r.Percentile(90)), FormatDuration(r.Percentile(99)), FormatDuration(r.Percentile(100)),
 		r.Errors)
 }
 
-// fmtDur rounds a duration for humans: microseconds below 10 ms.
-func fmtDur(d time.Duration) string {
+// FormatDuration rounds a latency for humans: to the microsecond below
+// 10 ms, to 0.1 ms above, so that columns stay readable.
+func FormatDuration(d time.Duration) string {
 	if d < 10*time.Millisecond {
 		return d.Round(time.Microsecond).String()
 	}

@@ -140,25 +140,25 @@ func (c *capture) flush(ctx context.Context) {
 	err := c.s.batch.Do(ctx, func(tx *sql.Tx) error {
 		seq, trimTo, progressed = 0, 0, false
 		if len(lines) > 0 {
-			err := tx.QueryRowContext(ctx, c.s.q["ReserveSeq"], len(lines), c.jobID, c.attempt).Scan(&seq)
+			err := c.s.db.QueryRowTx(ctx, tx, c.s.q["ReserveSeq"], len(lines), c.jobID, c.attempt).Scan(&seq)
 			if err == sql.ErrNoRows {
 				return nil // no longer ours to write (canceled elsewhere or rescued)
 			}
 			if err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, c.s.q["InsertEvent"], c.jobID, seq, "log", len(lines), len(data), string(data)); err != nil {
+			if _, err := c.s.db.ExecTx(ctx, tx, c.s.q["InsertEvent"], c.jobID, seq, "log", len(lines), len(data), string(data)); err != nil {
 				return err
 			}
 			trimTo = c.trimPoint(len(data))
 			if trimTo > 0 {
-				if _, err := tx.ExecContext(ctx, c.s.q["TrimLog"], c.jobID, trimTo); err != nil {
+				if _, err := c.s.db.ExecTx(ctx, tx, c.s.q["TrimLog"], c.jobID, trimTo); err != nil {
 					return err
 				}
 			}
 		}
 		if progress != nil {
-			r, err := scanRecord(tx.QueryRowContext(ctx, c.s.q["SetProgress"], jsonText(progress), c.jobID, c.attempt))
+			r, err := scanRecord(c.s.db.QueryRowTx(ctx, tx, c.s.q["SetProgress"], jsonText(progress), c.jobID, c.attempt))
 			if err == sql.ErrNoRows {
 				return nil
 			}

@@ -58,7 +58,7 @@ func (s *Scheduler) claimAndStart(ctx context.Context, timer *time.Timer) {
 
 func (s *Scheduler) armRetryTimer(ctx context.Context, timer *time.Timer) {
 	var next sql.NullInt64
-	if err := s.db.R.QueryRowContext(ctx, s.q["NextRunAfter"]).Scan(&next); err != nil || !next.Valid {
+	if err := s.db.QueryRow(ctx, s.q["NextRunAfter"]).Scan(&next); err != nil || !next.Valid {
 		return
 	}
 	d := time.Until(time.UnixMilli(next.Int64))
@@ -76,7 +76,7 @@ func (s *Scheduler) claim(ctx context.Context, n int) ([]*Record, error) {
 	s.claims.Add(1)
 	err := s.batch.Do(ctx, func(tx *sql.Tx) error {
 		recs = recs[:0]
-		rows, err := tx.QueryContext(ctx, s.q["ClaimNext"], now.UnixMilli(), s.opt.Node,
+		rows, err := s.db.QueryTx(ctx, tx, s.q["ClaimNext"], now.UnixMilli(), s.opt.Node,
 			now.Add(s.opt.Lease).UnixMilli(), now.UnixMilli(), n)
 		if err != nil {
 			return err
@@ -233,10 +233,10 @@ func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, ou
 		var row *sql.Row
 		artID := ""
 		if retry {
-			row = tx.QueryRowContext(ctx, s.q["Requeue"], now.Add(wait).UnixMilli(), out.ExitCode, errText, tb, r.ID, r.Attempt)
+			row = s.db.QueryRowTx(ctx, tx, s.q["Requeue"], now.Add(wait).UnixMilli(), out.ExitCode, errText, tb, r.ID, r.Attempt)
 		} else {
 			artID = newArtifactID()
-			row = tx.QueryRowContext(ctx, s.q["Finish"], string(status), now.UnixMilli(), out.ExitCode,
+			row = s.db.QueryRowTx(ctx, tx, s.q["Finish"], string(status), now.UnixMilli(), out.ExitCode,
 				jsonText(out.Result), errText, tb, artID, r.ID, r.Attempt)
 		}
 		rec, err := scanRecord(row)
@@ -253,10 +253,10 @@ func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, ou
 			}
 		}
 		if errors.Is(out.Err, errDeleted) {
-			if _, err := tx.ExecContext(ctx, s.q["Delete"], r.ID); err != nil {
+			if _, err := s.db.ExecTx(ctx, tx, s.q["Delete"], r.ID); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, s.q["DeleteEvents"], r.ID)
+			_, err := s.db.ExecTx(ctx, tx, s.q["DeleteEvents"], r.ID)
 			return err
 		}
 		return s.insertStatusEvent(ctx, tx, rec)

@@ -144,13 +144,13 @@ func TestQueueFull(t *testing.T) {
 		<-release
 		return job.Outcome{}
 	}, job.Options{MaxConcurrency: 1, MaxPending: 2})
-	for range 3 { // one runs, two wait
-		submit(t, s, job.NewJob{})
-	}
+	submit(t, s, job.NewJob{}) // runs
 	deadline := time.Now().Add(5 * time.Second)
 	for s.RunningCount() != 1 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
+	submit(t, s, job.NewJob{}) // waits
+	submit(t, s, job.NewJob{}) // waits
 	if _, err := s.Submit(context.Background(), job.NewJob{TaskID: "T", Type: "function", Command: "fn"}); !errors.Is(err, job.ErrQueueFull) {
 		t.Fatalf("fourth submit: %v", err)
 	}

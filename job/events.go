@@ -29,7 +29,7 @@ type LogLine struct {
 // in order. A log row holds a chunk of lines: line i of a chunk ending at seq
 // with count lines has id seq-count+1+i.
 func (s *Scheduler) EventsAfter(ctx context.Context, jobID string, after int64) ([]Event, error) {
-	rows, err := s.db.R.QueryContext(ctx, s.q["EventsAfter"], jobID, after)
+	rows, err := s.db.Query(ctx, s.q["EventsAfter"], jobID, after)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +68,7 @@ func (s *Scheduler) EventsAfter(ctx context.Context, jobID string, after int64) 
 // stream filters to "stdout" or "stderr" when not empty. What is kept is
 // bounded by the output limit (the oldest lines go first).
 func (s *Scheduler) Logs(ctx context.Context, jobID, stream string) ([]LogLine, error) {
-	rows, err := s.db.R.QueryContext(ctx, s.q["LogEvents"], jobID)
+	rows, err := s.db.Query(ctx, s.q["LogEvents"], jobID)
 	if err != nil {
 		return nil, err
 	}

@@ -45,7 +45,7 @@ func (s *Scheduler) maintain(ctx context.Context) {
 // RenewLeases extends the lease of every job running on this node, in one
 // statement, and cancels those another node asked to cancel.
 func (s *Scheduler) renewLeases(ctx context.Context) error {
-	if _, err := s.db.W.ExecContext(ctx, s.q["RenewLeases"], time.Now().Add(s.opt.Lease).UnixMilli(), s.opt.Node); err != nil {
+	if _, err := s.db.Exec(ctx, s.q["RenewLeases"], time.Now().Add(s.opt.Lease).UnixMilli(), s.opt.Node); err != nil {
 		return err
 	}
 	return s.pickUpCancels(ctx)
@@ -53,7 +53,7 @@ func (s *Scheduler) renewLeases(ctx context.Context) error {
 
 // pickUpCancels cancels local runs whose cancel_requested flag is set.
 func (s *Scheduler) pickUpCancels(ctx context.Context) error {
-	rows, err := s.db.R.QueryContext(ctx, s.q["CancelRequestedHere"], s.opt.Node)
+	rows, err := s.db.Query(ctx, s.q["CancelRequestedHere"], s.opt.Node)
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func (s *Scheduler) rescue(ctx context.Context, startup bool) error {
 	}
 	var victims []victim
 	now := time.Now().UnixMilli()
-	rows, err := s.db.R.QueryContext(ctx, s.q["RunningElsewhere"], s.opt.Node)
+	rows, err := s.db.Query(ctx, s.q["RunningElsewhere"], s.opt.Node)
 	if err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func (s *Scheduler) rescue(ctx context.Context, startup bool) error {
 	rows.Close()
 	if startup {
 		// Jobs under our own node id were left by an earlier process with our pid.
-		rows, err := s.db.R.QueryContext(ctx, s.q["RunningHere"], s.opt.Node)
+		rows, err := s.db.Query(ctx, s.q["RunningHere"], s.opt.Node)
 		if err != nil {
 			return err
 		}
@@ -180,7 +180,7 @@ func (s *Scheduler) cleanup(ctx context.Context) {
 	}
 	cutoff := time.Now().Add(-s.opt.Retention).UnixMilli()
 	for ctx.Err() == nil {
-		rows, err := s.db.R.QueryContext(ctx, s.q["ExpiredIDs"], cutoff)
+		rows, err := s.db.Query(ctx, s.q["ExpiredIDs"], cutoff)
 		if err != nil {
 			s.log.Warn("retention", "error", err)
 			return
@@ -198,10 +198,10 @@ func (s *Scheduler) cleanup(ctx context.Context) {
 		}
 		err = s.batch.Do(ctx, func(tx *sql.Tx) error {
 			for _, id := range idList {
-				if _, err := tx.ExecContext(ctx, s.q["DeleteEvents"], id); err != nil {
+				if _, err := s.db.ExecTx(ctx, tx, s.q["DeleteEvents"], id); err != nil {
 					return err
 				}
-				if _, err := tx.ExecContext(ctx, s.q["Delete"], id); err != nil {
+				if _, err := s.db.ExecTx(ctx, tx, s.q["Delete"], id); err != nil {
 					return err
 				}
 			}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/servicekit/servicekit/store"
 )
 
 // Status is where a job is in its life: pending → running → completed |
@@ -66,11 +68,12 @@ const cols = `id, task_id, type, command, task_snapshot, params, env, status, at
  timeout_ms, submitted_at, started_at, finished_at, exit_code, result, error, error_traceback,
  artifact_id, progress, node, event_seq`
 
-func withCols(q map[string]string) map[string]string {
+func withCols(q store.Queries) store.Queries {
+	out := make(store.Queries, len(q))
 	for k, v := range q {
-		q[k] = strings.ReplaceAll(v, "/*COLS*/", cols)
+		out[k] = strings.ReplaceAll(v, "/*COLS*/", cols)
 	}
-	return q
+	return out
 }
 
 type scanner interface{ Scan(...any) error }

@@ -224,7 +224,7 @@ type active struct {
 func New(db *store.DB, artifacts *artifact.Manager, exec Executor, opt Options) *Scheduler {
 	opt.defaults()
 	return &Scheduler{
-		db: db, q: withCols(db.Prepare(queries)), artifacts: artifacts, exec: exec, opt: opt,
+		db: db, q: db.Prepare(withCols(queries)), artifacts: artifacts, exec: exec, opt: opt,
 		log: opt.Logger, hub: newHub(),
 		wake: make(chan struct{}, 1), slots: make(chan struct{}, opt.MaxConcurrency),
 		active: map[string]*active{},
@@ -316,11 +316,11 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 	}
 	ms := now.UnixMilli()
 	err = s.batch.Do(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.q["Insert"], r.ID, r.TaskID, r.Type, r.Command, string(r.Task),
+		if _, err := s.db.ExecTx(ctx, tx, s.q["Insert"], r.ID, r.TaskID, r.Type, r.Command, string(r.Task),
 			jsonText(r.Params), jsonText(r.Env), r.MaxAttempts, timeout, ms, ms); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, s.q["InsertEvent"], r.ID, 1, "status", 1, len(data), string(data))
+		_, err := s.db.ExecTx(ctx, tx, s.q["InsertEvent"], r.ID, 1, "status", 1, len(data), string(data))
 		return err
 	})
 	if err != nil {
@@ -356,7 +356,7 @@ func (s *Scheduler) queueFull(ctx context.Context) bool {
 
 // Get returns one job or ErrNotFound.
 func (s *Scheduler) Get(ctx context.Context, id string) (*Record, error) {
-	r, err := scanRecord(s.db.R.QueryRowContext(ctx, s.q["Get"], id))
+	r, err := scanRecord(s.db.QueryRow(ctx, s.q["Get"], id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -373,10 +373,10 @@ type Filter struct {
 func (s *Scheduler) List(ctx context.Context, f Filter, limit, offset int) ([]*Record, int, error) {
 	st := string(f.Status)
 	var total int
-	if err := s.db.R.QueryRowContext(ctx, s.q["Count"], st, st, f.TaskID, f.TaskID).Scan(&total); err != nil {
+	if err := s.db.QueryRow(ctx, s.q["Count"], st, st, f.TaskID, f.TaskID).Scan(&total); err != nil {
 		return nil, 0, err
 	}
-	rows, err := s.db.R.QueryContext(ctx, s.q["List"], st, st, f.TaskID, f.TaskID, limit, offset)
+	rows, err := s.db.Query(ctx, s.q["List"], st, st, f.TaskID, f.TaskID, limit, offset)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -395,7 +395,7 @@ func (s *Scheduler) List(ctx context.Context, f Filter, limit, offset int) ([]*R
 // PendingCount returns how many jobs wait to run, on every node.
 func (s *Scheduler) PendingCount(ctx context.Context) (int, error) {
 	var n int
-	err := s.db.R.QueryRowContext(ctx, s.q["CountPending"]).Scan(&n)
+	err := s.db.QueryRow(ctx, s.q["CountPending"]).Scan(&n)
 	return n, err
 }
 
@@ -409,7 +409,7 @@ func (s *Scheduler) RunningCount() int {
 // TaskHasJob reports whether any job of the task is stored.
 func (s *Scheduler) TaskHasJob(ctx context.Context, taskID string) (bool, error) {
 	var n int
-	err := s.db.R.QueryRowContext(ctx, s.q["TaskHasJob"], taskID).Scan(&n)
+	err := s.db.QueryRow(ctx, s.q["TaskHasJob"], taskID).Scan(&n)
 	return n > 0, err
 }
 
@@ -441,7 +441,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) (*Record, error) {
 		}
 		var node string
 		var attempt int
-		err = s.db.W.QueryRowContext(ctx, s.q["RequestCancel"], cancelRequested, id).Scan(&node, &attempt)
+		err = s.db.QueryRowW(ctx, s.q["RequestCancel"], cancelRequested, id).Scan(&node, &attempt)
 		if err == nil {
 			if node == s.opt.Node {
 				s.cancelLocal(id, errCanceled)
@@ -487,7 +487,7 @@ func (s *Scheduler) cancelPending(ctx context.Context, id string) (*Record, erro
 	err := s.batch.Do(ctx, func(tx *sql.Tx) error {
 		rec = nil
 		artID := ids.New()
-		r, err := scanRecord(tx.QueryRowContext(ctx, s.q["CancelPending"], now.UnixMilli(), errCanceled.Error(), artID, id))
+		r, err := scanRecord(s.db.QueryRowTx(ctx, tx, s.q["CancelPending"], now.UnixMilli(), errCanceled.Error(), artID, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -520,20 +520,20 @@ func (s *Scheduler) Delete(ctx context.Context, id string) error {
 		err := s.batch.Do(ctx, func(tx *sql.Tx) error {
 			deleted = false
 			artID := ids.New()
-			r, err := scanRecord(tx.QueryRowContext(ctx, s.q["CancelPending"], now.UnixMilli(), errDeleted.Error(), artID, id))
+			r, err := scanRecord(s.db.QueryRowTx(ctx, tx, s.q["CancelPending"], now.UnixMilli(), errDeleted.Error(), artID, id))
 			if err == nil {
 				err = s.writeArtifact(ctx, tx, r, artID, Outcome{Err: errDeleted}, nil, now)
 			}
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return err
 			}
-			res, err := tx.ExecContext(ctx, s.q["DeleteUnlessRunning"], id)
+			res, err := s.db.ExecTx(ctx, tx, s.q["DeleteUnlessRunning"], id)
 			if err != nil {
 				return err
 			}
 			if n, _ := res.RowsAffected(); n == 1 {
 				deleted = true
-				_, err = tx.ExecContext(ctx, s.q["DeleteEvents"], id)
+				_, err = s.db.ExecTx(ctx, tx, s.q["DeleteEvents"], id)
 			}
 			return err
 		})
@@ -546,7 +546,7 @@ func (s *Scheduler) Delete(ctx context.Context, id string) error {
 		}
 		var node string
 		var attempt int
-		err = s.db.W.QueryRowContext(ctx, s.q["RequestCancel"], deleteRequested, id).Scan(&node, &attempt)
+		err = s.db.QueryRowW(ctx, s.q["RequestCancel"], deleteRequested, id).Scan(&node, &attempt)
 		if errors.Is(err, sql.ErrNoRows) {
 			if _, err := s.Get(ctx, id); err != nil {
 				return err // ErrNotFound: nothing to delete
@@ -578,7 +578,7 @@ func (s *Scheduler) insertStatusEvent(ctx context.Context, tx *sql.Tx, r *Record
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, s.q["InsertEvent"], r.ID, r.eventSeq, "status", 1, len(data), string(data))
+	_, err = s.db.ExecTx(ctx, tx, s.q["InsertEvent"], r.ID, r.eventSeq, "status", 1, len(data), string(data))
 	return err
 }
 

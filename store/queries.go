@@ -63,10 +63,19 @@ func LoadQueries(fsys fs.FS, name string) (Queries, error) {
 // Prepare rewrites queries for this database's dialect: `?` placeholders
 // become $1, $2… on PostgreSQL, and /*SKIP_LOCKED*/ becomes
 // FOR UPDATE SKIP LOCKED there (SQLite has one writer, so it needs no lock).
+//
+// It also prepares every statement on both pools, so that running one later
+// skips the parse and plan. A statement that fails to prepare (a table a
+// later migration adds, say) simply runs unprepared.
 func (db *DB) Prepare(q Queries) Queries {
 	out := make(Queries, len(q))
 	for name, s := range q {
 		out[name] = Rebind(db.Dialect, s)
+	}
+	for _, s := range out {
+		one := Queries{"q": s}
+		db.wst.warm(one)
+		db.rst.warm(one)
 	}
 	return out
 }

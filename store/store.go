@@ -53,6 +53,8 @@ type DB struct {
 
 	url  string
 	path string // SQLite file, "" for :memory: and PostgreSQL
+
+	wst, rst *stmtCache // prepared statements of W and R
 }
 
 //go:embed migrations
@@ -81,6 +83,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		p.SetMaxIdleConns(max(8, 4*runtime.NumCPU()))
 		db.W, db.R = p, p
 	}
+	db.wst, db.rst = newStmtCache(db.W), newStmtCache(db.R)
 	if err := db.Ping(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
@@ -210,6 +213,8 @@ func isUndefinedTable(err error) bool {
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	db.wst.close()
+	db.rst.close()
 	err := db.W.Close()
 	if db.R != db.W {
 		err = errors.Join(err, db.R.Close())

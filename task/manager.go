@@ -155,7 +155,7 @@ func (m *Manager) Create(ctx context.Context, in Input) (*Task, error) {
 	if err := m.validate(t); err != nil {
 		return nil, err
 	}
-	_, err := m.db.W.ExecContext(ctx, m.q["Insert"], t.ID, t.Command, t.Type, t.Enabled, jsonOrNull(t.Params),
+	_, err := m.db.Exec(ctx, m.q["Insert"], t.ID, t.Command, t.Type, t.Enabled, jsonOrNull(t.Params),
 		jsonOrNull(t.Env), t.TimeoutSeconds, t.Retries, now.UnixMilli(), now.UnixMilli())
 	if err != nil {
 		return nil, err
@@ -231,7 +231,7 @@ func prefix(p string, fe []FieldError) []FieldError {
 
 // Get returns a task or ErrNotFound.
 func (m *Manager) Get(ctx context.Context, id string) (*Task, error) {
-	return scanTask(m.db.R.QueryRowContext(ctx, m.q["Get"], id))
+	return scanTask(m.db.QueryRow(ctx, m.q["Get"], id))
 }
 
 // Filter selects tasks for List; nil/empty fields match everything.
@@ -247,10 +247,10 @@ func (m *Manager) List(ctx context.Context, f Filter, limit, offset int) ([]*Tas
 		en, enV = "set", *f.Enabled
 	}
 	var total int
-	if err := m.db.R.QueryRowContext(ctx, m.q["Count"], en, enV, f.Type, f.Type).Scan(&total); err != nil {
+	if err := m.db.QueryRow(ctx, m.q["Count"], en, enV, f.Type, f.Type).Scan(&total); err != nil {
 		return nil, 0, err
 	}
-	rows, err := m.db.R.QueryContext(ctx, m.q["List"], en, enV, f.Type, f.Type, limit, offset)
+	rows, err := m.db.Query(ctx, m.q["List"], en, enV, f.Type, f.Type, limit, offset)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -313,7 +313,7 @@ func (m *Manager) Update(ctx context.Context, id string, p Patch) (*Task, error)
 		return nil, err
 	}
 	t.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
-	res, err := m.db.W.ExecContext(ctx, m.q["Update"], t.Command, t.Type, t.Enabled, jsonOrNull(t.Params),
+	res, err := m.db.Exec(ctx, m.q["Update"], t.Command, t.Type, t.Enabled, jsonOrNull(t.Params),
 		jsonOrNull(t.Env), t.TimeoutSeconds, t.Retries, t.UpdatedAt.UnixMilli(), t.ID)
 	if err != nil {
 		return nil, err
@@ -326,7 +326,7 @@ func (m *Manager) Update(ctx context.Context, id string, p Patch) (*Task, error)
 
 // Delete removes a task. Its jobs keep running with their snapshot of it.
 func (m *Manager) Delete(ctx context.Context, id string) error {
-	res, err := m.db.W.ExecContext(ctx, m.q["Delete"], id)
+	res, err := m.db.Exec(ctx, m.q["Delete"], id)
 	if err != nil {
 		return err
 	}
@@ -405,7 +405,7 @@ func merge[M ~map[string]V, V any](base, over M) M {
 // does not have, reason "function_not_registered" (which wins when both
 // hold). reason filters to tasks with that reason when not empty.
 func (m *Manager) Orphaned(ctx context.Context, reason string) ([]Orphan, error) {
-	rows, err := m.db.R.QueryContext(ctx, m.q["WithJobFlag"])
+	rows, err := m.db.Query(ctx, m.q["WithJobFlag"])
 	if err != nil {
 		return nil, err
 	}
