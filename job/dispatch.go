@@ -10,62 +10,81 @@ import (
 	"time"
 )
 
-// dispatch claims pending jobs whenever there is a free slot and something
-// may be ready: after a submit, after a run ends, or when the earliest
-// retry's backoff expires. It never polls the database on a timer.
+// dispatch claims pending jobs when there may be some and a slot is free:
+// after a submit that queued, when a slot frees while a backlog remains,
+// and when the earliest retry's backoff expires. It never polls the
+// database on a timer, and a finishing job does not cost a claim unless
+// jobs are known to wait.
 func (s *Scheduler) dispatch(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	var next time.Time // when timer fires; zero when not armed
+	more := true
 	for {
 		s.lastTick.Store(time.Now().UnixMilli())
-		s.claimAndStart(ctx, timer)
+		if more {
+			var retryIn time.Duration
+			more, retryIn = s.claimAndStart(ctx)
+			if retryIn > 0 {
+				timer.Reset(retryIn)
+				next = time.Now().Add(retryIn)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return
 		case <-s.wake:
+			more = true
+		case <-s.freed:
 		case <-timer.C:
+			next, more = time.Time{}, true
+		case at := <-s.retryAt:
+			if next.IsZero() || at.Before(next) {
+				timer.Reset(max(time.Until(at), 0))
+				next = at
+			}
 		}
 	}
 }
 
-// claimAndStart fills free slots. When the queue holds nothing ready it
-// arms timer for the earliest delayed (retrying) job.
-func (s *Scheduler) claimAndStart(ctx context.Context, timer *time.Timer) {
+// claimAndStart fills free slots. It reports whether jobs may still wait
+// (every free slot was filled) and, after a database error, when to retry.
+func (s *Scheduler) claimAndStart(ctx context.Context) (more bool, retryIn time.Duration) {
 	for {
 		free := cap(s.slots) - len(s.slots)
-		if free <= 0 || s.closing.Load() {
-			return
+		if s.closing.Load() {
+			return false, 0
+		}
+		if free <= 0 {
+			return true, 0
 		}
 		recs, err := s.claim(ctx, free)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Error("claim jobs", "error", err)
-				timer.Reset(time.Second) // the database may be back soon
 			}
-			return
+			return false, time.Second // the database may be back soon
 		}
 		for _, r := range recs {
 			s.slots <- struct{}{}
 			s.start(r)
 		}
 		if len(recs) < free {
-			s.armRetryTimer(ctx, timer)
-			return
+			s.backlog.Store(false)
+			return false, 0
 		}
 	}
 }
 
-func (s *Scheduler) armRetryTimer(ctx context.Context, timer *time.Timer) {
+// scheduleNextRetry arms the dispatcher for the earliest delayed job in the
+// database (at start-up: retries left by an earlier process).
+func (s *Scheduler) scheduleNextRetry(ctx context.Context) {
 	var next sql.NullInt64
 	if err := s.db.QueryRow(ctx, s.q["NextRunAfter"]).Scan(&next); err != nil || !next.Valid {
 		return
 	}
-	d := time.Until(time.UnixMilli(next.Int64))
-	if d <= 0 {
-		d = time.Millisecond // ready but claimed by another node, or a race with a submit
-	}
-	timer.Reset(d)
+	s.retryAt <- time.UnixMilli(next.Int64)
 }
 
 // claim moves up to n ready pending jobs to running on this node, in one
@@ -125,7 +144,10 @@ func (s *Scheduler) start(r *Record) {
 			s.mu.Unlock()
 			cancel(nil)
 			<-s.slots
-			s.kick()
+			select {
+			case s.freed <- struct{}{}:
+			default:
+			}
 		}()
 		s.runAttempt(ctx, r)
 	}()
@@ -198,7 +220,12 @@ func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
 	}
 	s.hub.notify(r.ID)
 	if retry {
-		s.kick()
+		s.backlog.Store(true)
+		select {
+		case s.retryAt <- time.Now().Add(wait):
+		default:
+			s.kick() // never lose the wake-up; an early claim just finds nothing yet
+		}
 	} else {
 		var ran time.Duration
 		if r.StartedAt != nil {

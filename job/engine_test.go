@@ -12,25 +12,48 @@ import (
 )
 
 // TestDispatchIsWokenNotPolled shows the dispatcher runs no claim while
-// idle, however long, and still starts a submitted job: it is woken by the
-// submit, not by a timer.
+// idle, however long; a job submitted beside a free slot starts at once
+// (stored already claimed); and jobs that queued behind a busy slot are
+// claimed when it frees — woken, never by a timer.
 func TestDispatchIsWokenNotPolled(t *testing.T) {
 	db := openDB(t)
-	s := newScheduler(t, db, func(ctx context.Context, run *job.Run) job.Outcome { return job.Outcome{} },
-		job.Options{Lease: time.Hour})
+	gate := make(chan struct{})
+	s := newScheduler(t, db, func(ctx context.Context, run *job.Run) job.Outcome {
+		if run.Job.Command == "gate" {
+			<-gate
+		}
+		return job.Outcome{}
+	}, job.Options{Lease: time.Hour, MaxConcurrency: 1})
 	time.Sleep(50 * time.Millisecond)
 	idle := s.Stats().Claims
 	time.Sleep(500 * time.Millisecond)
 	if got := s.Stats().Claims; got != idle {
 		t.Fatalf("dispatcher ran %d claims while idle: it polls", got-idle)
 	}
-	for range 5 {
-		if r := wait(t, s, submit(t, s, job.NewJob{}).ID); r.Status != job.Completed {
-			t.Fatalf("status %s", r.Status)
+	if r := wait(t, s, submit(t, s, job.NewJob{}).ID); r.Status != job.Completed {
+		t.Fatalf("status %s", r.Status)
+	}
+	if got := s.Stats().Claims; got != idle {
+		t.Fatalf("a job beside a free slot cost %d claims", got-idle)
+	}
+	first := submit(t, s, job.NewJob{Command: "gate"})
+	var queued []*job.Record
+	for range 4 {
+		r := submit(t, s, job.NewJob{})
+		if r.Status != job.Pending {
+			t.Fatalf("submitted while the only slot is busy, but %s", r.Status)
+		}
+		queued = append(queued, r)
+	}
+	close(gate)
+	wait(t, s, first.ID)
+	for _, r := range queued {
+		if got := wait(t, s, r.ID); got.Status != job.Completed {
+			t.Fatalf("queued job %s", got.Status)
 		}
 	}
-	if got := s.Stats().Claims - idle; got < 5 || got > 15 {
-		t.Fatalf("%d claims for 5 jobs", got)
+	if got := s.Stats().Claims - idle; got < 1 || got > 12 {
+		t.Fatalf("%d claims for 4 queued jobs", got)
 	}
 }
 

@@ -8,6 +8,11 @@ INSERT INTO jobs (id, task_id, type, command, task_snapshot, params, env, status
                   max_attempts, timeout_ms, submitted_at, run_after, event_seq)
 VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, 1)
 
+-- name: InsertRunning
+INSERT INTO jobs (id, task_id, type, command, task_snapshot, params, env, status, attempt,
+                  max_attempts, timeout_ms, submitted_at, run_after, started_at, node, lease_until, event_seq)
+VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?, 2)
+
 -- name: ClaimNext
 UPDATE jobs
 SET status = 'running', attempt = attempt + 1, started_at = ?, node = ?, lease_until = ?,

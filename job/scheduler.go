@@ -193,6 +193,14 @@ type Scheduler struct {
 	lastTick atomic.Int64 // unix ms of the dispatcher's last loop, for health
 	claims   atomic.Int64 // claim statements run, to prove the dispatcher does not poll
 
+	// backlog is set when a job was stored pending (it may wait for a slot)
+	// and cleared when a claim finds the queue drained; while it is set,
+	// new jobs queue behind the waiting ones instead of taking the fast path.
+	backlog  atomic.Bool
+	freed    chan struct{}  // a run slot was released
+	retryAt  chan time.Time // a job was requeued to run at this time
+	submitMu sync.RWMutex   // held by fast-path submits; Shutdown waits them out
+
 	pendMu    sync.Mutex // guards the pending-count estimate of queueFull
 	pendCount int
 	pendSince int
@@ -227,6 +235,7 @@ func New(db *store.DB, artifacts *artifact.Manager, exec Executor, opt Options) 
 		db: db, q: db.Prepare(withCols(queries)), artifacts: artifacts, exec: exec, opt: opt,
 		log: opt.Logger, hub: newHub(),
 		wake: make(chan struct{}, 1), slots: make(chan struct{}, opt.MaxConcurrency),
+		freed: make(chan struct{}, 1), retryAt: make(chan time.Time, 64),
 		active: map[string]*active{},
 	}
 }
@@ -250,6 +259,7 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	s.batchEnd = bcancel
 	s.batch = store.NewBatcher(bctx, s.db, 256)
 	s.started = time.Now()
+	s.backlog.Store(true) // jobs may be pending from before
 	if err := s.rescue(ctx, true); err != nil {
 		return fmt.Errorf("rescue jobs of dead nodes: %w", err)
 	}
@@ -259,6 +269,7 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	go func() { defer s.loops.Done(); s.dispatch(lctx) }()
 	go func() { defer s.loops.Done(); s.maintain(lctx) }()
 	s.kick()
+	s.scheduleNextRetry(ctx)
 	return nil
 }
 
@@ -315,6 +326,22 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 		return nil, err
 	}
 	ms := now.UnixMilli()
+	// Fast path: with a free slot here and no backlog, store the job
+	// already claimed by this node — one transaction instead of a submit
+	// and a claim — and start it. Its events still tell pending, then running.
+	s.submitMu.RLock()
+	defer s.submitMu.RUnlock()
+	if !s.backlog.Load() && !s.closing.Load() && s.tryTakeSlot() {
+		run, err := s.insertRunning(ctx, r, data, timeout, now)
+		if err != nil {
+			<-s.slots
+			return nil, fmt.Errorf("store job: %w", err)
+		}
+		s.opt.Observer.Submitted(r.Type)
+		s.opt.Observer.Started(run, 0)
+		s.start(run)
+		return run, nil
+	}
 	err = s.batch.Do(ctx, func(tx *sql.Tx) error {
 		if _, err := s.db.ExecTx(ctx, tx, s.q["Insert"], r.ID, r.TaskID, r.Type, r.Command, string(r.Task),
 			jsonText(r.Params), jsonText(r.Env), r.MaxAttempts, timeout, ms, ms); err != nil {
@@ -326,9 +353,45 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store job: %w", err)
 	}
+	s.backlog.Store(true)
 	s.opt.Observer.Submitted(r.Type)
 	s.kick()
 	return r, nil
+}
+
+// tryTakeSlot takes a run slot if one is free.
+func (s *Scheduler) tryTakeSlot() bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// insertRunning stores a new job as running on this node, with its pending
+// and running status events, in one transaction.
+func (s *Scheduler) insertRunning(ctx context.Context, pending *Record, pendingData []byte, timeout *int64, now time.Time) (*Record, error) {
+	run := *pending
+	run.Status, run.Attempt, run.StartedAt, run.Node, run.eventSeq = Running, 1, &now, &s.opt.Node, 2
+	runData, err := json.Marshal(&run)
+	if err != nil {
+		return nil, err
+	}
+	ms := now.UnixMilli()
+	err = s.batch.Do(ctx, func(tx *sql.Tx) error {
+		if _, err := s.db.ExecTx(ctx, tx, s.q["InsertRunning"], run.ID, run.TaskID, run.Type, run.Command, string(run.Task),
+			jsonText(run.Params), jsonText(run.Env), run.MaxAttempts, timeout, ms, ms, ms, s.opt.Node,
+			now.Add(s.opt.Lease).UnixMilli()); err != nil {
+			return err
+		}
+		if _, err := s.db.ExecTx(ctx, tx, s.q["InsertEvent"], run.ID, 1, "status", 1, len(pendingData), string(pendingData)); err != nil {
+			return err
+		}
+		_, err := s.db.ExecTx(ctx, tx, s.q["InsertEvent"], run.ID, 2, "status", 1, len(runData), string(runData))
+		return err
+	})
+	return &run, err
 }
 
 // queueFull reports whether MaxPending jobs are pending. It counts in the
@@ -588,6 +651,8 @@ func (s *Scheduler) insertStatusEvent(ctx context.Context, tx *sql.Tx, r *Record
 // pending. Nothing accepted is lost.
 func (s *Scheduler) Shutdown(ctx context.Context, grace time.Duration) {
 	s.closing.Store(true)
+	s.submitMu.Lock() // wait out fast-path submits that already took a slot
+	s.submitMu.Unlock()
 	if s.stop == nil {
 		return
 	}
