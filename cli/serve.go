@@ -18,6 +18,7 @@ import (
 	"github.com/servicekit/servicekit"
 	"github.com/servicekit/servicekit/httpapi"
 	"github.com/servicekit/servicekit/job"
+	"github.com/servicekit/servicekit/shell"
 	"github.com/servicekit/servicekit/store"
 )
 
@@ -36,6 +37,8 @@ type ServeConfig struct {
 	APIKeyFile      string
 	APIKeyHeader    string
 	Insecure        bool
+	Shell           string
+	ShellAllow      string
 }
 
 func envOr(name, def string) string {
@@ -86,6 +89,8 @@ SQLite database at ./servicekit.db, created and migrated automatically.`,
 	f.IntVar(&c.MaxPending, "max-pending", envInt("SERVICEKIT_MAX_PENDING", 100_000), "pending jobs accepted before $execute answers 429 (SERVICEKIT_MAX_PENDING)")
 	f.StringVar(&c.APIKeyFile, "api-key-file", envOr("SERVICEKIT_API_KEY_FILE", ""), "file with one API key a line, # comments (SERVICEKIT_API_KEY_FILE); keys also come from SERVICEKIT_API_KEYS, comma-separated")
 	f.StringVar(&c.APIKeyHeader, "api-key-header", envOr("SERVICEKIT_API_KEY_HEADER", "X-API-Key"), "header carrying the API key (Authorization: Bearer is always accepted)")
+	f.StringVar(&c.Shell, "shell", envOr("SERVICEKIT_SHELL", "any"), "shell policy: any, allowlist or off (SERVICEKIT_SHELL)")
+	f.StringVar(&c.ShellAllow, "shell-allow", envOr("SERVICEKIT_SHELL_ALLOW", ""), "with --shell allowlist: executables allowed, by name or absolute path, comma-separated (SERVICEKIT_SHELL_ALLOW)")
 	f.BoolVar(&c.Insecure, "insecure", false, "allow a non-loopback address with shell policy any and no API keys")
 	c.APIKeys = httpapi.ParseKeys(os.Getenv("SERVICEKIT_API_KEYS"))
 	return cmd
@@ -113,7 +118,18 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 		}
 		keys = append(keys, fileKeys...)
 	}
-	if err := checkExposure(c.Addr, len(keys) > 0, c.Insecure); err != nil {
+	if c.Shell == "" {
+		c.Shell = "any"
+	}
+	mode, err := shell.ParseMode(c.Shell)
+	if err != nil {
+		return fmt.Errorf("--shell: %w", err)
+	}
+	policy, err := shell.NewPolicy(mode, shell.ParseAllowList(c.ShellAllow))
+	if err != nil {
+		return fmt.Errorf("shell policy: %w", err)
+	}
+	if err := checkExposure(c.Addr, len(keys) > 0 || mode != shell.ModeAny, c.Insecure); err != nil {
 		return err
 	}
 	svc, err := servicekit.New(info).
@@ -122,6 +138,7 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 		WithJobs(c.MaxConcurrency).
 		WithJobOptions(job.Options{OutputLimit: c.OutputLimit, Retention: c.JobRetention, MaxPending: c.MaxPending}).
 		WithAPIKeys(keys...).
+		WithShellPolicy(policy).
 		WithAPIKeyHeader(c.APIKeyHeader).
 		WithShutdownTimeout(c.ShutdownTimeout).
 		WithLogger(log).
@@ -173,9 +190,10 @@ func newMigrateCommand() *cobra.Command {
 }
 
 // checkExposure refuses to serve a shell-running API to the network with
-// no keys: anyone who can reach the port could run any command as this user.
-func checkExposure(addr string, haveKeys, insecure bool) error {
-	if haveKeys || insecure {
+// no keys and shell policy any: anyone who can reach the port could run any
+// command as this user. safe is true when keys are set or the policy is not any.
+func checkExposure(addr string, safe, insecure bool) error {
+	if safe || insecure {
 		return nil
 	}
 	host, _, err := net.SplitHostPort(addr)
@@ -191,6 +209,7 @@ func checkExposure(addr string, haveKeys, insecure bool) error {
 	return fmt.Errorf(`refusing to listen on %s: it is not a loopback address, the shell policy is "any" and no API keys are set,
 so anyone who can reach this port could run any shell command as this user. Fix it with one of:
   - set API keys: SERVICEKIT_API_KEYS=key1,key2 or --api-key-file FILE
+  - restrict shell tasks: --shell allowlist --shell-allow echo,python3 (or --shell off)
   - listen on loopback only: --addr 127.0.0.1:8000
   - accept the risk (e.g. behind an authenticating proxy): --insecure`, addr)
 }

@@ -53,7 +53,7 @@ func (e executor) Execute(ctx context.Context, run *job.Run) job.Outcome {
 // runShell checks the policy again (it may have changed since $execute)
 // and runs the command in its own process group.
 func (m *Manager) runShell(ctx context.Context, run *job.Run) job.Outcome {
-	if err := m.checkShell(run.Job.Command); err != nil {
+	if err := m.checkShell(run.Job.Command, run.Job.Env); err != nil {
 		return job.Outcome{Err: err}
 	}
 	res, err := shell.Cmd{Command: run.Job.Command, Env: run.Job.Env, Stdout: run.Stdout, Stderr: run.Stderr}.Run(ctx)

@@ -185,7 +185,7 @@ func (m *Manager) validate(t *Task) error {
 				Fields: []FieldError{{Location: "body.params", Message: fmt.Sprintf("no function named %q is registered", t.Command)}},
 			}
 		}
-		return m.checkShell(t.Command)
+		return m.checkShell(t.Command, t.Env)
 	case TypeFunction:
 		if t.Env != nil {
 			return &ValidationError{Msg: "env is for shell tasks", Fields: []FieldError{{Location: "body.env", Message: "only shell tasks take env"}}}
@@ -204,12 +204,20 @@ func (m *Manager) validate(t *Task) error {
 	return nil
 }
 
-func (m *Manager) checkShell(command string) error {
+// checkShell asks the policy about a command and, when the policy can
+// vet environments too (shell.Policy refuses PATH, LD_* and the like under
+// an allowlist), about the env it would run with.
+func (m *Manager) checkShell(command string, env map[string]string) error {
 	if m.policy == nil {
 		return nil
 	}
 	if err := m.policy.Check(command); err != nil {
 		return &ForbiddenError{Reason: err.Error()}
+	}
+	if ec, ok := m.policy.(interface{ CheckEnv(map[string]string) error }); ok {
+		if err := ec.CheckEnv(env); err != nil {
+			return &ForbiddenError{Reason: err.Error()}
+		}
 	}
 	return nil
 }
@@ -373,10 +381,10 @@ func (m *Manager) Execute(ctx context.Context, id string, in ExecuteInput) (*job
 				Fields: []FieldError{{Location: "body.params", Message: "shell tasks take env, not params"}},
 			}
 		}
-		if err := m.checkShell(t.Command); err != nil {
+		n.Env = merge(t.Env, in.Env)
+		if err := m.checkShell(t.Command, n.Env); err != nil {
 			return nil, err
 		}
-		n.Env = merge(t.Env, in.Env)
 	}
 	return m.jobs.Submit(ctx, n)
 }
