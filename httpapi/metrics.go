@@ -141,9 +141,14 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			s.d.Metrics.requests.WithLabelValues(route, r.Method, code).Inc()
 			s.d.Metrics.duration.WithLabelValues(route, r.Method, code).Observe(d.Seconds())
 		}
-		level := slog.LevelInfo
-		if rec.status >= 500 {
+		// Successes log at debug (a busy server answers thousands a second;
+		// --log-level debug shows them), client errors at info, server errors at warn.
+		level := slog.LevelDebug
+		switch {
+		case rec.status >= 500:
 			level = slog.LevelWarn
+		case rec.status >= 400:
+			level = slog.LevelInfo
 		}
 		s.d.Logger.Log(r.Context(), level, "http request", "method", r.Method, "route", route, "path", r.URL.Path,
 			"status", rec.status, "duration_ms", float64(d.Microseconds())/1000, "request_id", RequestID(r.Context()))
