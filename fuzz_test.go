@@ -23,7 +23,7 @@ func FuzzRequestBodies(f *testing.F) {
 		f.Add(uint8(i), []byte(s))
 	}
 	dir := f.TempDir()
-	svc, err := servicekit.New(servicekit.Info{}).WithDatabase("sqlite:///"+filepath.Join(dir, "f.db")).
+	svc, err := servicekit.New(servicekit.Info{}).WithDatabase("sqlite:///" + filepath.Join(dir, "f.db")).
 		WithRegistry(testRegistry()).WithTasks().Build(context.Background())
 	if err != nil {
 		f.Fatal(err)
