@@ -589,3 +589,19 @@ func TestOrphanedAndFunctions(t *testing.T) {
 		t.Fatalf("sleepy injects %v", inj)
 	}
 }
+
+func TestCurlDefaultContentType(t *testing.T) {
+	e := newEnv(t)
+	req, _ := http.NewRequest("POST", e.srv.URL+"/api/v1/tasks", strings.NewReader(`{"command":"echo hi"}`))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded") // what curl -d sends
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 201 {
+		t.Fatalf("curl -d style body: %d", res.StatusCode)
+	}
+	r := e.do("POST", "/api/v1/tasks", map[string]any{"command": "x"}, "Content-Type", "text/csv")
+	e.want(r, 415, "unsupported-media-type")
+}

@@ -90,6 +90,9 @@ func init() {
 			p.Errors = append(p.Errors, FieldDetail{Message: e.Error()})
 		}
 		switch {
+		case status == 415 && len(p.Errors) > 0:
+			p.Detail = p.Errors[0].Message + "; send Content-Type: application/json"
+			p.Errors = nil
 		case status == 422 && (msg == "" || msg == "validation failed"):
 			p.Detail = "the request failed validation; see errors"
 		case status == 400 && len(p.Errors) > 0 && p.Errors[0].Location == "body":

@@ -82,7 +82,7 @@ func New(d Deps) *Server {
 		s.mux.Handle("GET /metrics", d.Metrics.handler())
 	}
 	s.registerConsole()
-	s.handler = s.requestID(s.observe(s.authenticate(s.idempotent(s.routeFallback(s.mux)))))
+	s.handler = s.requestID(s.observe(s.authenticate(assumeJSON(s.idempotent(s.routeFallback(s.mux))))))
 	return s
 }
 
@@ -114,6 +114,20 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-ID", id)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+	})
+}
+
+// assumeJSON treats a request body sent without a content type, or as
+// curl -d's default application/x-www-form-urlencoded, as JSON: this API
+// takes nothing else, and `curl -d '{…}'` should just work.
+func assumeJSON(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ct := r.Header.Get("Content-Type"); ct == "" || strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+			if r.ContentLength != 0 && r.Method != http.MethodGet {
+				r.Header.Set("Content-Type", "application/json")
+			}
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 
