@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"runtime/debug"
 	"time"
+
+	"github.com/servicekit/servicekit/internal/ids"
 )
 
 // dispatch claims pending jobs when there may be some and a slot is free:
@@ -262,7 +264,7 @@ func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, ou
 		if retry {
 			row = s.db.QueryRowTx(ctx, tx, s.q["Requeue"], now.Add(wait).UnixMilli(), out.ExitCode, errText, tb, r.ID, r.Attempt)
 		} else {
-			artID = newArtifactID()
+			artID = ids.New()
 			row = s.db.QueryRowTx(ctx, tx, s.q["Finish"], string(status), now.UnixMilli(), out.ExitCode,
 				jsonText(out.Result), errText, tb, artID, r.ID, r.Attempt)
 		}

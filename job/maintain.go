@@ -11,11 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/servicekit/servicekit/internal/ids"
 )
-
-func newArtifactID() string { return ids.New() }
 
 // maintain renews this node's leases, picks up cancels asked of it through
 // the database, rescues jobs of dead nodes, and deletes old finished jobs.
@@ -139,6 +135,7 @@ func (s *Scheduler) rescue(ctx context.Context, startup bool) error {
 		}
 	}
 	if len(victims) > 0 {
+		s.backlog.Store(true) // requeued jobs go before new submits
 		s.kick()
 	}
 	return nil
