@@ -173,11 +173,16 @@ func (b *Builder) Build(ctx context.Context) (*Service, error) {
 	}
 	opt.Logger = log
 	metrics := httpapi.NewMetrics()
+	jobMetrics := job.NewMetrics(metrics.Registry())
 	if opt.Observer == nil {
-		opt.Observer = metrics
+		opt.Observer = jobMetrics
+	}
+	if opt.Version == "" {
+		opt.Version = b.info.Version
 	}
 	arts := artifact.NewManager(db)
 	jobs := job.New(db, arts, nil, opt)
+	jobMetrics.Watch(jobs, log)
 	svc := &Service{DB: db, Jobs: jobs, Artifacts: arts, log: log, shutdownFor: b.shutdownFor}
 	if b.tasks {
 		svc.Tasks = task.NewManager(db, jobs, arts, task.Options{Registry: b.registry, Policy: b.policy, Provided: b.provided, Logger: log})

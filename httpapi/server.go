@@ -78,7 +78,6 @@ func New(d Deps) *Server {
 		s.registerArtifacts()
 	}
 	if d.Metrics != nil {
-		d.Metrics.linkGauges(d.Jobs, d.Logger)
 		s.mux.Handle("GET /metrics", d.Metrics.handler())
 	}
 	s.registerConsole()
@@ -220,6 +219,10 @@ func (s *Server) toProblem(ctx context.Context, err error) error {
 	case errors.Is(err, job.ErrQueueFull):
 		p := newProblem(429, "the pending job queue is full; retry later")
 		p.header = http.Header{"Retry-After": {"1"}}
+		return p
+	case errors.Is(err, job.ErrStillRunning):
+		p := newProblem(503, err.Error()+"; repeat the DELETE to confirm")
+		p.header = http.Header{"Retry-After": {"5"}}
 		return p
 	case errors.Is(err, job.ErrShuttingDown):
 		p := newProblem(503, "the server is shutting down")

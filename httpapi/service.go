@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/servicekit/servicekit/job"
 )
 
 // CheckResult is one health check's outcome.
@@ -34,6 +36,9 @@ type SystemInfo struct {
 	UptimeSeconds float64   `json:"uptime_seconds"`
 	Now           time.Time `json:"now"`
 	Database      string    `json:"database"`
+	// Nodes are the live server processes sharing the database (this one
+	// included), from their heartbeats.
+	Nodes []job.Node `json:"nodes"`
 }
 
 func (s *Server) registerService() {
@@ -68,6 +73,11 @@ func (s *Server) registerService() {
 			Goroutines: runtime.NumGoroutine(), StartedAt: s.d.Started.UTC(), UptimeSeconds: now.Sub(s.d.Started).Seconds(), Now: now}
 		if s.d.Jobs != nil {
 			si.Node = s.d.Jobs.Node()
+			nodes, err := s.d.Jobs.Nodes(ctx)
+			if err != nil {
+				return nil, s.toProblem(ctx, err)
+			}
+			si.Nodes = nodes
 		}
 		if s.d.DB != nil {
 			si.Database = s.d.DB.String()

@@ -33,7 +33,7 @@ func (s *Scheduler) Health(ctx context.Context) (state, message string) {
 	}
 	if pending > 0 && s.RunningCount() < s.opt.MaxConcurrency {
 		var ready int
-		if err := s.db.QueryRow(ctx, s.q["CountReady"], time.Now().UnixMilli()).Scan(&ready); err != nil {
+		if err := s.db.QueryRow(ctx, s.q.CountReady, time.Now().UnixMilli()).Scan(&ready); err != nil {
 			return Unhealthy, "cannot count ready jobs: " + err.Error()
 		}
 		if idle := time.Since(time.UnixMilli(s.lastTick.Load())); ready > 0 && idle > stuckAfter {

@@ -61,12 +61,14 @@ type Record struct {
 	// TimeoutMS is the run time limit in milliseconds (0 = none).
 	TimeoutMS int64 `json:"-"`
 	eventSeq  int64
+	// cancelLevel is jobs.cancel_requested: 1 a cancel, 2 a delete was asked.
+	cancelLevel int
 }
 
 // cols is the column list every query that returns a Record selects, in scan order.
 const cols = `id, task_id, type, command, task_snapshot, params, env, status, attempt, max_attempts,
  timeout_ms, submitted_at, started_at, finished_at, exit_code, result, error, error_traceback,
- artifact_id, progress, node, event_seq`
+ artifact_id, progress, node, event_seq, cancel_requested`
 
 func withCols(q store.Queries) store.Queries {
 	out := make(store.Queries, len(q))
@@ -86,7 +88,7 @@ func scanRecord(row scanner) (*Record, error) {
 	var submitted int64
 	if err := row.Scan(&r.ID, &r.TaskID, &r.Type, &r.Command, &snapshot, &params, &env, &r.Status,
 		&r.Attempt, &r.MaxAttempts, &timeout, &submitted, &started, &finished, &r.ExitCode, &result,
-		&r.Error, &r.ErrorTraceback, &r.ArtifactID, &progress, &r.Node, &r.eventSeq); err != nil {
+		&r.Error, &r.ErrorTraceback, &r.ArtifactID, &progress, &r.Node, &r.eventSeq, &r.cancelLevel); err != nil {
 		return nil, err
 	}
 	r.Task = json.RawMessage(snapshot)

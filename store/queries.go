@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io/fs"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -101,4 +102,44 @@ func Rebind(d Dialect, s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// Bind fills the string fields of the struct dst points to, each with the
+// query of the same name from q, rewritten and prepared as [DB.Prepare]
+// does, so code reaches its statements as typed fields (s.q.ClaimNext)
+// instead of string keys. A field with no query, or a query with no field,
+// is an error: a typo fails at start-up, not when the statement first runs.
+func (db *DB) Bind(q Queries, dst any) error {
+	v := reflect.ValueOf(dst)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("store: Bind wants a pointer to a struct, got %T", dst)
+	}
+	v = v.Elem()
+	prepared := db.Prepare(q)
+	used := map[string]bool{}
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if f.Type.Kind() != reflect.String || !f.IsExported() {
+			continue
+		}
+		s, ok := prepared[f.Name]
+		if !ok {
+			return fmt.Errorf("store: no query named %s for %s.%s", f.Name, v.Type(), f.Name)
+		}
+		v.Field(i).SetString(s)
+		used[f.Name] = true
+	}
+	for name := range q {
+		if !used[name] {
+			return fmt.Errorf("store: query %s has no field in %s", name, v.Type())
+		}
+	}
+	return nil
+}
+
+// MustBind is Bind that panics, for queries embedded in the binary.
+func (db *DB) MustBind(q Queries, dst any) {
+	if err := db.Bind(q, dst); err != nil {
+		panic(err)
+	}
 }

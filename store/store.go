@@ -25,8 +25,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
@@ -54,7 +56,11 @@ type DB struct {
 	url  string
 	path string // SQLite file, "" for :memory: and PostgreSQL
 
+	dsn      string     // driver DSN (PostgreSQL: for the notifier's own connection)
 	wst, rst *stmtCache // prepared statements of W and R
+
+	notifyOnce sync.Once
+	notifier   *Notifier
 }
 
 //go:embed migrations
@@ -68,7 +74,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{Dialect: dialect, url: rawURL}
+	db := &DB{Dialect: dialect, url: rawURL, dsn: dsn}
 	switch dialect {
 	case SQLite:
 		if err := db.openSQLite(dsn); err != nil {
@@ -211,8 +217,29 @@ func isUndefinedTable(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "42P01")
 }
 
-// Close closes both pools.
+// Notifier returns the database's signal carrier (see [Notifier]), starting
+// its PostgreSQL listener on first use.
+func (db *DB) Notifier() *Notifier {
+	db.notifyOnce.Do(func() {
+		db.notifier = newNotifier(db)
+		if db.Dialect != Postgres {
+			return
+		}
+		schema := "public"
+		if err := db.W.QueryRow("SELECT current_schema()").Scan(&schema); err != nil {
+			db.notifier.log.Warn("notifier: read current schema; using public", "error", err)
+		}
+		db.notifier.start(schema)
+	})
+	return db.notifier
+}
+
+// Close stops the notifier and closes both pools.
 func (db *DB) Close() error {
+	db.notifyOnce.Do(func() {}) // no notifier may start from here on
+	if db.notifier != nil {
+		db.notifier.close()
+	}
 	db.wst.close()
 	db.rst.close()
 	err := db.W.Close()
@@ -241,7 +268,19 @@ func (db *DB) migrationFS() (fs.FS, goose.Dialect) {
 
 func (db *DB) provider() (*goose.Provider, error) {
 	fsys, dialect := db.migrationFS()
-	return goose.NewProvider(dialect, db.W, fsys)
+	var opts []goose.ProviderOption
+	if db.Dialect == Postgres {
+		// Several servers started at once on an empty database must not run
+		// the migrations side by side (CREATE TABLE races end in duplicate
+		// key errors in pg_type): a session advisory lock serializes them,
+		// and each one after the first finds nothing left to apply.
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	return goose.NewProvider(dialect, db.W, fsys, opts...)
 }
 
 // Migrate applies every embedded migration not yet applied.

@@ -56,7 +56,8 @@ func (m *Manager) runShell(ctx context.Context, run *job.Run) job.Outcome {
 	if err := m.checkShell(run.Job.Command, run.Job.Env); err != nil {
 		return job.Outcome{Err: err}
 	}
-	res, err := shell.Cmd{Command: run.Job.Command, Env: run.Job.Env, Stdout: run.Stdout, Stderr: run.Stderr}.Run(ctx)
+	res, err := shell.Cmd{Command: run.Job.Command, Env: run.Job.Env, Stdout: run.Stdout, Stderr: run.Stderr,
+		KillGrace: run.KillGrace}.Run(ctx)
 	if err != nil {
 		return job.Outcome{Err: err}
 	}

@@ -276,10 +276,33 @@ func (m *Manager) List(ctx context.Context, f Filter, limit, offset int) ([]*Tas
 
 // Update applies a partial update and re-validates the whole task.
 func (m *Manager) Update(ctx context.Context, id string, p Patch) (*Task, error) {
-	t, err := m.Get(ctx, id)
-	if err != nil {
-		return nil, err
+	// Read, patch, write only if nobody wrote in between; else again. Two
+	// concurrent PATCHes of different fields thus both land.
+	for range 20 {
+		var version int64
+		t, err := scanTask(m.db.QueryRow(ctx, m.q["GetVersion"], id), &version)
+		if err != nil {
+			return nil, err
+		}
+		p.apply(t)
+		if err := m.validate(t); err != nil {
+			return nil, err
+		}
+		t.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
+		res, err := m.db.Exec(ctx, m.q["Update"], t.Command, t.Type, t.Enabled, jsonOrNull(t.Params),
+			jsonOrNull(t.Env), t.TimeoutSeconds, t.Retries, t.UpdatedAt.UnixMilli(), t.ID, version)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return t, nil
+		}
 	}
+	return nil, fmt.Errorf("update task %s: it kept changing under concurrent updates; try again", id)
+}
+
+// apply sets the fields the patch names.
+func (p Patch) apply(t *Task) {
 	typeGiven := p.Type != nil
 	if p.Command != nil {
 		t.Command = *p.Command
@@ -317,19 +340,6 @@ func (m *Manager) Update(ctx context.Context, id string, p Patch) (*Task, error)
 			t.Retries = 0
 		}
 	}
-	if err := m.validate(t); err != nil {
-		return nil, err
-	}
-	t.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
-	res, err := m.db.Exec(ctx, m.q["Update"], t.Command, t.Type, t.Enabled, jsonOrNull(t.Params),
-		jsonOrNull(t.Env), t.TimeoutSeconds, t.Retries, t.UpdatedAt.UnixMilli(), t.ID)
-	if err != nil {
-		return nil, err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return nil, ErrNotFound
-	}
-	return t, nil
 }
 
 // Delete removes a task. Its jobs keep running with their snapshot of it.
