@@ -39,6 +39,7 @@ type ServeConfig struct {
 	Insecure        bool
 	Shell           string
 	ShellAllow      string
+	Lease           time.Duration
 }
 
 func envOr(name, def string) string {
@@ -91,6 +92,7 @@ SQLite database at ./servicekit.db, created and migrated automatically.`,
 	f.StringVar(&c.APIKeyHeader, "api-key-header", envOr("SERVICEKIT_API_KEY_HEADER", "X-API-Key"), "header carrying the API key (Authorization: Bearer is always accepted)")
 	f.StringVar(&c.Shell, "shell", envOr("SERVICEKIT_SHELL", "any"), "shell policy: any, allowlist or off (SERVICEKIT_SHELL)")
 	f.StringVar(&c.ShellAllow, "shell-allow", envOr("SERVICEKIT_SHELL_ALLOW", ""), "with --shell allowlist: executables allowed, by name or absolute path, comma-separated (SERVICEKIT_SHELL_ALLOW)")
+	f.DurationVar(&c.Lease, "lease", envDuration("SERVICEKIT_LEASE", 30*time.Second), "how long a running job's claim lasts without renewal: a dead node's jobs are rescued after about this long (SERVICEKIT_LEASE)")
 	f.BoolVar(&c.Insecure, "insecure", false, "allow a non-loopback address with shell policy any and no API keys")
 	c.APIKeys = httpapi.ParseKeys(os.Getenv("SERVICEKIT_API_KEYS"))
 	return cmd
@@ -106,6 +108,9 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if c.MaxConcurrency < 1 {
 		return fmt.Errorf("--max-concurrency must be at least 1")
+	}
+	if c.Lease != 0 && c.Lease < 300*time.Millisecond {
+		return fmt.Errorf("--lease %s is too short: at least 300ms (leases are renewed every lease/3)", c.Lease)
 	}
 	if c.OutputLimit < 1 {
 		return fmt.Errorf("--output-limit must be at least 1 byte")
@@ -136,7 +141,7 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 		WithHealth().
 		WithDatabase(c.Database).
 		WithJobs(c.MaxConcurrency).
-		WithJobOptions(job.Options{OutputLimit: c.OutputLimit, Retention: c.JobRetention, MaxPending: c.MaxPending}).
+		WithJobOptions(job.Options{OutputLimit: c.OutputLimit, Retention: c.JobRetention, MaxPending: c.MaxPending, Lease: c.Lease}).
 		WithAPIKeys(keys...).
 		WithShellPolicy(policy).
 		WithAPIKeyHeader(c.APIKeyHeader).
