@@ -24,6 +24,9 @@ func (s *Scheduler) Health(ctx context.Context) (state, message string) {
 	if s.closing.Load() {
 		return Degraded, "shutting down: not taking new jobs"
 	}
+	if !s.notify.Listening() {
+		return Degraded, "not hearing other nodes' signals (the LISTEN connection is reconnecting); re-checking every few seconds meanwhile"
+	}
 	pending, err := s.PendingCount(ctx)
 	if err != nil {
 		return Unhealthy, "cannot count pending jobs: " + err.Error()

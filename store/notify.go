@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -48,7 +49,7 @@ type Notifier struct {
 	ready   chan struct{}
 	stop    context.CancelFunc
 	done    sync.WaitGroup
-	once    sync.Once
+	up      atomic.Bool // the listener is listening
 }
 
 // ResyncEvery is how often a shared notifier calls its resync functions
@@ -133,6 +134,10 @@ func (n *Notifier) runResync() {
 		fn()
 	}
 }
+
+// Listening reports whether signals from other processes arrive now
+// (always true on SQLite, where there are none).
+func (n *Notifier) Listening() bool { return !n.Shared() || n.up.Load() }
 
 // Ready waits until the listener is listening (at once on SQLite), so that
 // a process that just started hears every signal sent after this returns.
@@ -267,6 +272,8 @@ func (n *Notifier) listenOnce(ctx context.Context, listening func()) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{n.channel}.Sanitize()); err != nil {
 		return err
 	}
+	n.up.Store(true)
+	defer n.up.Store(false)
 	listening()
 	for {
 		// A connection cut without a FIN (a dead network path) would block
