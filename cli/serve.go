@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -40,6 +42,7 @@ type ServeConfig struct {
 	Shell           string
 	ShellAllow      string
 	Lease           time.Duration
+	PprofAddr       string
 }
 
 func envOr(name, def string) string {
@@ -93,6 +96,7 @@ SQLite database at ./servicekit.db, created and migrated automatically.`,
 	f.StringVar(&c.Shell, "shell", envOr("SERVICEKIT_SHELL", "any"), "shell policy: any, allowlist or off (SERVICEKIT_SHELL)")
 	f.StringVar(&c.ShellAllow, "shell-allow", envOr("SERVICEKIT_SHELL_ALLOW", ""), "with --shell allowlist: executables allowed, by name or absolute path, comma-separated (SERVICEKIT_SHELL_ALLOW)")
 	f.DurationVar(&c.Lease, "lease", envDuration("SERVICEKIT_LEASE", 30*time.Second), "how long a running job's claim lasts without renewal: a dead node's jobs are rescued after about this long (SERVICEKIT_LEASE)")
+	f.StringVar(&c.PprofAddr, "pprof-addr", envOr("SERVICEKIT_PPROF_ADDR", ""), "serve Go's net/http/pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default; never expose it)")
 	f.BoolVar(&c.Insecure, "insecure", false, "allow a non-loopback address with shell policy any and no API keys")
 	c.APIKeys = httpapi.ParseKeys(os.Getenv("SERVICEKIT_API_KEYS"))
 	return cmd
@@ -136,6 +140,21 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 	}
 	if err := checkExposure(c.Addr, len(keys) > 0 || mode != shell.ModeAny, c.Insecure); err != nil {
 		return err
+	}
+	if c.PprofAddr != "" {
+		// A separate listener with its own mux: profiles are never on the API
+		// port, whatever the API keys.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		ln, err := net.Listen("tcp", c.PprofAddr)
+		if err != nil {
+			return fmt.Errorf("--pprof-addr: %w", err)
+		}
+		go http.Serve(ln, mux)
+		log.Info("pprof profiles served", "addr", ln.Addr().String())
 	}
 	svc, err := servicekit.New(info).
 		WithHealth().
