@@ -19,13 +19,14 @@ import (
 	"time"
 
 	"github.com/servicekit/servicekit/internal/ids"
+	"github.com/servicekit/servicekit/internal/sqlq"
 	"github.com/servicekit/servicekit/store"
 )
 
 //go:embed queries.sql
 var queryFS embed.FS
 
-var queries = store.MustLoadQueries(queryFS, "queries.sql")
+var queries = sqlq.MustLoad(queryFS, "queries.sql")
 
 // Artifact is one stored JSON value (ArtifactOut in the API).
 type Artifact struct {
@@ -52,7 +53,7 @@ type Manager struct {
 	Hierarchy Hierarchy
 
 	db *store.DB
-	q  store.Queries
+	q  sqlq.Queries
 }
 
 // NewManager returns a manager over db.

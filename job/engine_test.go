@@ -62,7 +62,7 @@ func TestDispatchIsWokenNotPolled(t *testing.T) {
 
 func leaseOf(t *testing.T, db *store.DB, id string) int64 {
 	var lease sql.NullInt64
-	if err := db.R.QueryRow(store.Rebind(db.Dialect, "SELECT lease_until FROM jobs WHERE id = ?"), id).Scan(&lease); err != nil {
+	if err := db.R.QueryRow(db.Rebind("SELECT lease_until FROM jobs WHERE id = ?"), id).Scan(&lease); err != nil {
 		t.Fatal(err)
 	}
 	return lease.Int64
@@ -99,7 +99,7 @@ func TestRescueExpiredLease(t *testing.T) {
 	dbtest.EachDB(t, func(t *testing.T, db *store.DB) {
 		now := time.Now()
 		plant := func(id string, lease time.Time, maxAttempts int) {
-			_, err := db.W.Exec(store.Rebind(db.Dialect, `INSERT INTO jobs (id, task_id, type, command, task_snapshot, status, attempt, max_attempts,
+			_, err := db.W.Exec(db.Rebind(`INSERT INTO jobs (id, task_id, type, command, task_snapshot, status, attempt, max_attempts,
 			submitted_at, run_after, started_at, node, lease_until, event_seq)
 			VALUES (?, 'T', 'function', 'fn', 'null', 'running', 1, ?, ?, ?, ?, 'elsewhere-1', ?, 0)`),
 				id, maxAttempts, now.UnixMilli(), now.UnixMilli(), now.UnixMilli(), lease.UnixMilli())

@@ -225,4 +225,3 @@ func TestNodeRegistry(t *testing.T) {
 		t.Fatalf("after A's shutdown: %+v", nodes)
 	}
 }
-

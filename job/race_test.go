@@ -63,7 +63,7 @@ func TestCancelRacingFailingAttempt(t *testing.T) {
 		var calls atomic.Int32
 		s := newScheduler(t, db, func(ctx context.Context, run *job.Run) job.Outcome {
 			calls.Add(1)
-			_, err := db.W.Exec(store.Rebind(db.Dialect, "UPDATE jobs SET cancel_requested = 1 WHERE id = ?"), run.Job.ID)
+			_, err := db.W.Exec(db.Rebind("UPDATE jobs SET cancel_requested = 1 WHERE id = ?"), run.Job.ID)
 			if err != nil {
 				return job.Outcome{Err: err}
 			}
@@ -141,7 +141,7 @@ func TestLostRunIsStoppedAndNotCounted(t *testing.T) {
 		r := submit(t, s, job.NewJob{MaxAttempts: 2})
 		<-started
 		// What a rescue and a claim on another node leave behind.
-		_, err := db.W.Exec(store.Rebind(db.Dialect,
+		_, err := db.W.Exec(db.Rebind(
 			"UPDATE jobs SET attempt = attempt + 1, node = 'other-node', lease_until = ? WHERE id = ?"),
 			time.Now().Add(time.Hour).UnixMilli(), r.ID)
 		if err != nil {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/servicekit/servicekit/store"
+	"github.com/servicekit/servicekit/internal/sqlq"
 )
 
 // Status is where a job is in its life: pending → running → completed |
@@ -70,8 +70,8 @@ const cols = `id, task_id, type, command, task_snapshot, params, env, status, at
  timeout_ms, submitted_at, started_at, finished_at, exit_code, result, error, error_traceback,
  artifact_id, progress, node, event_seq, cancel_requested`
 
-func withCols(q store.Queries) store.Queries {
-	out := make(store.Queries, len(q))
+func withCols(q sqlq.Queries) sqlq.Queries {
+	out := make(sqlq.Queries, len(q))
 	for k, v := range q {
 		out[k] = strings.ReplaceAll(v, "/*COLS*/", cols)
 	}

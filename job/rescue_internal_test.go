@@ -25,7 +25,7 @@ func TestRescueRacingRenewal(t *testing.T) {
 		t.Cleanup(func() { s.Shutdown(ctx, time.Second) })
 		const id = "01J00000000000000000000RNW"
 		now := time.Now()
-		_, err := db.W.Exec(store.Rebind(db.Dialect, `INSERT INTO jobs (id, task_id, type, command, task_snapshot, status, attempt,
+		_, err := db.W.Exec(db.Rebind(`INSERT INTO jobs (id, task_id, type, command, task_snapshot, status, attempt,
 			max_attempts, submitted_at, run_after, started_at, node, lease_until, event_seq)
 			VALUES (?, 'T', 'function', 'fn', 'null', 'running', 1, 2, ?, ?, ?, 'owner-1', ?, 2)`),
 			id, now.UnixMilli(), now.UnixMilli(), now.UnixMilli(), now.Add(time.Minute).UnixMilli())
@@ -42,7 +42,7 @@ func TestRescueRacingRenewal(t *testing.T) {
 			t.Fatalf("live run disturbed: %s attempt %d", r.Status, r.Attempt)
 		}
 		// Once the lease really expired, the same rescue takes it, once.
-		if _, err := db.W.Exec(store.Rebind(db.Dialect, "UPDATE jobs SET lease_until = ? WHERE id = ?"), now.Add(-time.Second).UnixMilli(), id); err != nil {
+		if _, err := db.W.Exec(db.Rebind("UPDATE jobs SET lease_until = ? WHERE id = ?"), now.Add(-time.Second).UnixMilli(), id); err != nil {
 			t.Fatal(err)
 		}
 		if ok, err := s.rescueOne(ctx, victim{id: id, attempt: 1, node: "owner-1"}, now); err != nil || !ok {

@@ -18,13 +18,14 @@ import (
 	"github.com/servicekit/servicekit/artifact"
 	"github.com/servicekit/servicekit/internal/batch"
 	"github.com/servicekit/servicekit/internal/ids"
+	"github.com/servicekit/servicekit/internal/sqlq"
 	"github.com/servicekit/servicekit/store"
 )
 
 //go:embed queries.sql
 var queryFS embed.FS
 
-var queries = store.MustLoadQueries(queryFS, "queries.sql")
+var queries = sqlq.MustLoad(queryFS, "queries.sql")
 
 // jobQueries are the statements of queries.sql, one field per "-- name:".
 type jobQueries struct {

@@ -1,11 +1,11 @@
 // Package store opens servicekit's database and hides what differs between
-// the embedded SQLite default and PostgreSQL.
+// the embedded SQLite default and PostgreSQL: the dialect, the embedded
+// migrations of each, and the [Notifier] that carries signals between the
+// processes sharing a database (LISTEN/NOTIFY on PostgreSQL).
 //
-// Everything above this package speaks one SQL: `?` placeholders, Unix
-// millisecond integers for times, JSON stored as text, RETURNING, and the
-// token /*SKIP_LOCKED*/ where a claim query wants row locks on PostgreSQL.
-// [DB.Prepare] rewrites a package's named queries (see [Queries]) for the
-// dialect once, so the task, job and artifact code never branches on it.
+// Everything above this package speaks one SQL (see internal/sqlq); the
+// DB rewrites and prepares a package's named queries once, so the task, job
+// and artifact code never branches on the dialect.
 //
 // SQLite gets two pools: one writer connection, because SQLite has a single
 // writer and queueing writers inside Go is cheaper and fairer than letting
@@ -30,6 +30,8 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/servicekit/servicekit/internal/sqlq"
+
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
 )
@@ -49,6 +51,8 @@ const DefaultURL = "sqlite:///./servicekit.db"
 type DB struct {
 	Dialect Dialect
 	// W runs statements that write. On SQLite it holds exactly one connection.
+	// W and R are public for task functions that are given the database
+	// handle and run their own SQL; the engine goes through the helpers.
 	W *sql.DB
 	// R runs read-only queries; on PostgreSQL it is the same pool as W.
 	R *sql.DB
@@ -56,8 +60,8 @@ type DB struct {
 	url  string
 	path string // SQLite file, "" for :memory: and PostgreSQL
 
-	dsn      string     // driver DSN (PostgreSQL: for the notifier's own connection)
-	wst, rst *stmtCache // prepared statements of W and R
+	dsn      string      // driver DSN (PostgreSQL: for the notifier's own connection)
+	wst, rst *sqlq.Cache // prepared statements of W and R
 
 	notifyOnce sync.Once
 	notifier   *Notifier
@@ -89,7 +93,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		p.SetMaxIdleConns(max(8, 4*runtime.NumCPU()))
 		db.W, db.R = p, p
 	}
-	db.wst, db.rst = newStmtCache(db.W), newStmtCache(db.R)
+	db.wst, db.rst = sqlq.NewCache(db.W), sqlq.NewCache(db.R)
 	if err := db.Ping(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
@@ -240,8 +244,8 @@ func (db *DB) Close() error {
 	if db.notifier != nil {
 		db.notifier.close()
 	}
-	db.wst.close()
-	db.rst.close()
+	db.wst.Close()
+	db.rst.Close()
 	err := db.W.Close()
 	if db.R != db.W {
 		err = errors.Join(err, db.R.Close())

@@ -15,6 +15,7 @@ import (
 
 	"github.com/servicekit/servicekit/artifact"
 	"github.com/servicekit/servicekit/internal/ids"
+	"github.com/servicekit/servicekit/internal/sqlq"
 	"github.com/servicekit/servicekit/job"
 	"github.com/servicekit/servicekit/store"
 )
@@ -22,7 +23,7 @@ import (
 //go:embed queries.sql
 var queryFS embed.FS
 
-var queries = store.MustLoadQueries(queryFS, "queries.sql")
+var queries = sqlq.MustLoad(queryFS, "queries.sql")
 
 // ShellPolicy decides whether a shell command may be stored or run. Check
 // returns nil to allow, or an error whose text says why not.
@@ -45,7 +46,7 @@ type Options struct {
 // task endpoints. It is also the job executor for function and shell jobs.
 type Manager struct {
 	db        *store.DB
-	q         store.Queries
+	q         sqlq.Queries
 	reg       *Registry
 	jobs      *job.Scheduler
 	artifacts *artifact.Manager
