@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -70,13 +72,16 @@ func newServeCommand(info servicekit.Info) *cobra.Command {
 		Use:   "serve",
 		Short: "Run the servicekit server (API, job engine and web console)",
 		Long: `Run the servicekit server. With no flags it serves on 127.0.0.1:8000 with an embedded
-SQLite database at ./servicekit.db, created and migrated automatically.`,
+SQLite database at ./servicekit.db, created and migrated automatically. The address is
+claimed before the database is touched, so a port in use fails at once and creates nothing.
+SIGINT or SIGTERM shut it down gracefully (exit 0); it exits 1 when it cannot start or
+fails, 2 for a bad flag.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: reported(func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return Serve(ctx, info, c, nil)
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&c.Addr, "addr", envOr("SERVICEKIT_ADDR", "127.0.0.1:8000"), "listen address (SERVICEKIT_ADDR)")
@@ -98,17 +103,21 @@ SQLite database at ./servicekit.db, created and migrated automatically.`,
 
 // Serve runs the server until ctx is done. ready, if not nil, gets the
 // bound address once the server listens.
+//
+// It listens before it opens the database: a second `servicekit serve` on
+// a port in use then fails at once with a message that says how to pick
+// another address, and has not created ./servicekit.db on the way out.
 func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(net.Addr)) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return fmt.Errorf("--log-level %q: %w", c.LogLevel, err)
+		return usagef("--log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if c.MaxConcurrency < 1 {
-		return fmt.Errorf("--max-concurrency must be at least 1")
+		return usagef("--max-concurrency must be at least 1")
 	}
 	if c.OutputLimit < 1 {
-		return fmt.Errorf("--output-limit must be at least 1 byte")
+		return usagef("--output-limit must be at least 1 byte")
 	}
 	keys := c.APIKeys
 	if c.APIKeyFile != "" {
@@ -123,13 +132,17 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 	}
 	mode, err := shell.ParseMode(c.Shell)
 	if err != nil {
-		return fmt.Errorf("--shell: %w", err)
+		return usagef("--shell: %v", err)
 	}
 	policy, err := shell.NewPolicy(mode, shell.ParseAllowList(c.ShellAllow))
 	if err != nil {
-		return fmt.Errorf("shell policy: %w", err)
+		return usagef("shell policy: %v", err)
 	}
 	if err := checkExposure(c.Addr, len(keys) > 0 || mode != shell.ModeAny, c.Insecure); err != nil {
+		return err
+	}
+	ln, err := listen(c.Addr)
+	if err != nil {
 		return err
 	}
 	svc, err := servicekit.New(info).
@@ -145,9 +158,79 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 		WithTasks().
 		Build(ctx)
 	if err != nil {
+		ln.Close()
 		return err
 	}
-	return svc.ListenAndServe(ctx, c.Addr, ready)
+	return serveOn(ctx, svc, ln, log, c.ShutdownTimeout, ready)
+}
+
+// listen claims addr, turning the two failures a user meets on the first
+// day into messages that say what to do.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	switch {
+	case err == nil:
+		return ln, nil
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("cannot listen on %s: the address is already in use (another servicekit serve?); "+
+			"pick another with --addr HOST:PORT or SERVICEKIT_ADDR, e.g. --addr 127.0.0.1:8001", addr)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("cannot listen on %s: permission denied (ports below 1024 need privileges); "+
+			"pick another with --addr HOST:PORT or SERVICEKIT_ADDR", addr)
+	}
+	return nil, fmt.Errorf("cannot listen on %s (--addr / SERVICEKIT_ADDR): %w", addr, err)
+}
+
+// serveOn serves svc on ln until ctx is done, then shuts down in the order
+// that loses nothing: stop taking jobs and let running ones finish (while
+// still answering reads and streams), end live requests, stop the HTTP
+// server, close the service.
+//
+// It does what servicekit.Service.ListenAndServe does, on a listener opened
+// before the service was built; ListenAndServe takes an address and listens
+// only after Build, too late to keep a busy port from creating a database.
+func serveOn(ctx context.Context, svc *servicekit.Service, ln net.Listener, log *slog.Logger, grace time.Duration, ready func(net.Addr)) error {
+	// Requests get a base context that ends at shutdown, so live $stream
+	// connections close instead of holding the shutdown up.
+	base, endRequests := context.WithCancel(context.Background())
+	defer endRequests()
+	srv := &http.Server{Handler: svc, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return base }}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	log.Info("servicekit listening", "console", consoleURL(ln.Addr()), "addr", ln.Addr().String(),
+		"database", svc.DB.String(), "node", svc.Jobs.Node())
+	select {
+	case err := <-errc:
+		svc.Shutdown(context.Background())
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: no new jobs; waiting for running jobs", "timeout", grace)
+	svc.Jobs.Shutdown(context.Background(), grace)
+	endRequests()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	return svc.Shutdown(context.Background())
+}
+
+// consoleURL is the address to open in a browser. A server on every
+// interface (0.0.0.0, ::) is shown as localhost, which is where the person
+// reading the log can reach it; a named host is kept.
+func consoleURL(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return "http://" + a.String() + "/"
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
 func newMigrateCommand() *cobra.Command {
@@ -157,7 +240,7 @@ func newMigrateCommand() *cobra.Command {
 		Use:   "migrate",
 		Short: "Apply pending database migrations (or show them with --status)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: reported(func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			db, err := store.Open(ctx, database)
 			if err != nil {
@@ -182,7 +265,7 @@ func newMigrateCommand() *cobra.Command {
 				fmt.Fprintf(out, "%-8s %-40s %s\n", m.State, m.Source.Path, applied)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&database, "database", envOr("SERVICEKIT_DATABASE_URL", store.DefaultURL), "database URL (SERVICEKIT_DATABASE_URL)")
 	cmd.Flags().BoolVar(&status, "status", false, "only show which migrations are applied")
@@ -198,7 +281,7 @@ func checkExposure(addr string, safe, insecure bool) error {
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("--addr %q: %w", addr, err)
+		return usagef("--addr %q: %v", addr, err)
 	}
 	if host == "localhost" {
 		return nil
@@ -206,7 +289,7 @@ func checkExposure(addr string, safe, insecure bool) error {
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	return fmt.Errorf(`refusing to listen on %s: it is not a loopback address, the shell policy is "any" and no API keys are set,
+	return usagef(`refusing to listen on %s: it is not a loopback address, the shell policy is "any" and no API keys are set,
 so anyone who can reach this port could run any shell command as this user. Fix it with one of:
   - set API keys: SERVICEKIT_API_KEYS=key1,key2 or --api-key-file FILE
   - restrict shell tasks: --shell allowlist --shell-allow echo,python3 (or --shell off)
