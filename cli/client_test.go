@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/servicekit/servicekit"
+	"github.com/servicekit/servicekit/artifact"
 	"github.com/servicekit/servicekit/job"
 	"github.com/servicekit/servicekit/task"
 )
@@ -447,7 +448,9 @@ func TestArtifactGetTree(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("tree:\n%s", out)
 	}
-	contains(t, "tree header", lines[0], "ID", "LEVEL")
+	if h := strings.Join(strings.Fields(lines[0]), " "); h != "ID LEVEL CREATED" {
+		t.Errorf("tree header %q: LABEL would only repeat level_<n>", h)
+	}
 	for i, want := range []struct {
 		prefix, level string
 	}{{job.ArtifactID, "0"}, {"  " + child.ID, "1"}, {"    " + grandchild.ID, "2"}} {
@@ -456,6 +459,10 @@ func TestArtifactGetTree(t *testing.T) {
 			t.Errorf("tree line %d = %q, want %q at level %s", i+1, lines[i+1], want.prefix, want.level)
 		}
 	}
+	// Named levels say more than the number: then LABEL is shown.
+	e.svc.Artifacts.Hierarchy = artifact.Hierarchy{Name: "ml", LevelLabels: []string{"experiment", "run"}}
+	out = e.ok("artifact", "tree", job.ArtifactID)
+	contains(t, "named tree", out, "LABEL", "experiment", "run", "level_2")
 	var tree struct {
 		ID       string `json:"id"`
 		Children []struct {

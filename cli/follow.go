@@ -82,6 +82,9 @@ func (d *jobDisplay) note(format string, args ...any) {
 // onStatus marks attempt boundaries and moves the bar. A job that is
 // retried goes running → pending (with the attempt's error) → running with
 // the next attempt number, and each change is one status event.
+//
+// The event that starts an attempt still carries the progress the previous
+// attempt last reported, so only the events after it move the bar.
 func (d *jobDisplay) onStatus(r *job.Record) {
 	switch {
 	case r.Status == job.Running && r.Attempt != d.attempt:
@@ -90,6 +93,8 @@ func (d *jobDisplay) onStatus(r *job.Record) {
 		if r.MaxAttempts > 1 {
 			d.note("--- attempt %d/%d", r.Attempt, r.MaxAttempts)
 		}
+		d.status = r.Status
+		return
 	case r.Status == job.Pending && d.status == job.Running:
 		d.dropBar()
 		why := "failed"
@@ -117,20 +122,31 @@ func (d *jobDisplay) progress(p *job.Progress) {
 		}
 		return
 	}
-	if d.bar == nil {
+	msg, current := oneLine(p.Message, 40), min(p.Current, p.Total)
+	// Each call below redraws the bar, so only what changed is set.
+	switch {
+	case d.bar == nil:
 		d.bar = progressbar.NewOptions(p.Total,
 			progressbar.OptionSetWriter(d.errOut),
 			progressbar.OptionSetWidth(30),
 			progressbar.OptionShowCount(),
-			progressbar.OptionSetDescription(p.Message),
+			progressbar.OptionSetDescription(msg),
 			progressbar.OptionSetPredictTime(true))
-		d.barMax = p.Total
-	} else if p.Total != d.barMax {
+		d.barMax, d.lastMsg = p.Total, msg
+		if current == 0 {
+			d.bar.RenderBlank()
+		}
+	case p.Total != d.barMax:
 		d.barMax = p.Total
 		d.bar.ChangeMax(p.Total)
 	}
-	d.bar.Describe(oneLine(p.Message, 40))
-	d.bar.Set(min(p.Current, p.Total))
+	if msg != d.lastMsg {
+		d.lastMsg = msg
+		d.bar.Describe(msg)
+	}
+	if int64(current) != d.bar.State().CurrentNum {
+		d.bar.Set(current)
+	}
 }
 
 func (d *jobDisplay) clearBar() {
@@ -148,7 +164,7 @@ func (d *jobDisplay) redrawBar() {
 // dropBar removes the bar for good: the attempt it measured is over.
 func (d *jobDisplay) dropBar() {
 	d.clearBar()
-	d.bar, d.barMax = nil, 0
+	d.bar, d.barMax, d.lastMsg = nil, 0, ""
 }
 
 // submitted is the first line of `task run --wait/--follow`: the job's id,

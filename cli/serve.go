@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,6 +42,7 @@ type ServeConfig struct {
 	Insecure        bool
 	Shell           string
 	ShellAllow      string
+	LogOutput       io.Writer // where the server logs; os.Stderr when nil
 }
 
 func envOr(name, def string) string {
@@ -112,7 +114,11 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return usagef("--log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logOut := c.LogOutput
+	if logOut == nil {
+		logOut = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 	if c.MaxConcurrency < 1 {
 		return usagef("--max-concurrency must be at least 1")
 	}
