@@ -179,12 +179,23 @@ func listen(addr string) (net.Listener, error) {
 		return ln, nil
 	case errors.Is(err, syscall.EADDRINUSE):
 		return nil, fmt.Errorf("cannot listen on %s: the address is already in use (another servicekit serve?); "+
-			"pick another with --addr HOST:PORT or SERVICEKIT_ADDR, e.g. --addr 127.0.0.1:8001", addr)
+			"pick another with --addr HOST:PORT or SERVICEKIT_ADDR, e.g. --addr %s", addr, nextPort(addr))
 	case errors.Is(err, syscall.EACCES):
 		return nil, fmt.Errorf("cannot listen on %s: permission denied (ports below 1024 need privileges); "+
 			"pick another with --addr HOST:PORT or SERVICEKIT_ADDR", addr)
 	}
 	return nil, fmt.Errorf("cannot listen on %s (--addr / SERVICEKIT_ADDR): %w", addr, err)
+}
+
+// nextPort is addr with the port after its own, the likeliest free one to
+// suggest.
+func nextPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n <= 0 || n >= 65535 {
+		return "127.0.0.1:8001"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n+1))
 }
 
 // serveOn serves svc on ln until ctx is done, then shuts down in the order

@@ -98,7 +98,10 @@ func TestServePortInUse(t *testing.T) {
 		t.Errorf("exit %d, want %d", r.code, ExitJobFailed)
 	}
 	contains(t, "port in use", r.stderr, "servicekit: cannot listen on "+busy.Addr().String(),
-		"already in use", "--addr HOST:PORT or SERVICEKIT_ADDR")
+		"already in use", "--addr HOST:PORT or SERVICEKIT_ADDR", "e.g. --addr "+nextPort(busy.Addr().String()))
+	if p := busy.Addr().(*net.TCPAddr).Port; nextPort(busy.Addr().String()) != "127.0.0.1:"+strconv.Itoa(p+1) {
+		t.Errorf("nextPort(%s) = %s", busy.Addr(), nextPort(busy.Addr().String()))
+	}
 	if strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("want one line, got:\n%s", r.stderr)
 	}
