@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -167,10 +166,4 @@ func groupRunE(cmd *cobra.Command, args []string) error {
 		msg += "; did you mean " + strings.Join(s, " or ") + "?"
 	}
 	return errors.New(msg) // uncoded: execute prints it as a usage error
-}
-
-// writeLine writes one line, ignoring errors: a status line on a closed
-// terminal is no reason to fail a command whose work is done.
-func writeLine(w io.Writer, format string, args ...any) {
-	fmt.Fprintf(w, format+"\n", args...)
 }
