@@ -262,6 +262,16 @@ func (s *Service) ListenAndServe(ctx context.Context, addr string, ready func(ne
 	if err != nil {
 		return err
 	}
+	return s.Serve(ctx, ln, ready)
+}
+
+// Serve serves HTTP on ln until ctx is done, then shuts down in the order
+// that loses nothing: stop taking jobs and let running ones finish for the
+// shutdown timeout (while still answering reads and streams), end live
+// requests, stop the HTTP server, close the service. A program that must
+// claim its port before building the service (so a port in use creates no
+// database) listens first and passes the listener here.
+func (s *Service) Serve(ctx context.Context, ln net.Listener, ready func(net.Addr)) error {
 	// Requests get a base context that ends at shutdown, so live $stream
 	// connections close instead of holding the shutdown up.
 	base, endRequests := context.WithCancel(context.Background())
@@ -274,7 +284,8 @@ func (s *Service) ListenAndServe(ctx context.Context, addr string, ready func(ne
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	s.log.Info("servicekit listening", "addr", ln.Addr().String(), "database", s.DB.String(), "node", s.Jobs.Node())
+	s.log.Info("servicekit listening", "console", ConsoleURL(ln.Addr()), "addr", ln.Addr().String(),
+		"database", s.DB.String(), "node", s.Jobs.Node())
 	select {
 	case err := <-errc:
 		s.Shutdown(context.Background())
@@ -282,11 +293,24 @@ func (s *Service) ListenAndServe(ctx context.Context, addr string, ready func(ne
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down: no new jobs; waiting for running jobs", "timeout", s.shutdownFor)
-	// Keep answering (503 for new jobs; reads and streams work) while jobs finish.
 	s.Jobs.Shutdown(context.Background(), s.shutdownFor)
 	endRequests()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
 	return s.Shutdown(context.Background())
+}
+
+// ConsoleURL is the address of the web console to open in a browser. A
+// server on every interface (0.0.0.0, ::) is shown as localhost, which is
+// where the person reading the log can reach it; a named host is kept.
+func ConsoleURL(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return "http://" + a.String() + "/"
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
