@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -66,6 +67,8 @@ func (s *Server) registerArtifacts() {
 		if p := in.Body.ParentID; p != nil && !ids.Valid(*p) {
 			msg := "parent_id " + strconv.Quote(*p) + " is not a valid ULID"
 			return nil, validationFailed(msg, FieldDetail{Location: "body.parent_id", Message: msg})
+		} else if p != nil {
+			*p = strings.ToUpper(*p) // ids are stored in upper case; Crockford base32 ignores case
 		}
 		a, err := m.Save(ctx, in.Body.Data, in.Body.ParentID)
 		if err != nil {
