@@ -212,6 +212,8 @@ func init() {
 		case p.Status == 400 && len(p.Errors) > 0 && p.Errors[0].Location == "body":
 			p.Detail = "malformed JSON body: " + p.Errors[0].Message
 			p.Errors = nil
+		case p.Status == 400 && msg == "request body is required":
+			p.Detail = "request body is required: send a JSON object (its schema is in /openapi.json)"
 		case p.Status == 500:
 			p.Detail = "internal error; the server log has the details under this request's id"
 			p.Errors = nil
