@@ -254,11 +254,12 @@ var jsonFormat = huma.Format{
 	},
 }
 
-// position turns the offset of a byte into its 1-based line and column.
+// position turns the offset of a byte into its 1-based line and column,
+// counting characters as an editor does, not bytes.
 func position(data []byte, off int64) (line, col int) {
 	off = min(max(off, 0), int64(len(data)))
 	line, col = 1, 1
-	for _, b := range data[:off] {
+	for _, b := range string(data[:off]) {
 		if b == '\n' {
 			line, col = line+1, 1
 		} else {
