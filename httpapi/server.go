@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -279,8 +280,11 @@ func canonicalIDs(next http.Handler) http.Handler {
 		}
 		path, changed := upperULIDs(r.URL.Path)
 		raw, rawChanged := upperULIDs(r.URL.RawPath)
-		q := r.URL.Query()
+		var q url.Values
 		qChanged := false
+		if strings.Contains(r.URL.RawQuery, "id=") {
+			q = r.URL.Query()
+		}
 		for k, vs := range q {
 			if !strings.HasSuffix(k, "id") {
 				continue
@@ -292,14 +296,11 @@ func canonicalIDs(next http.Handler) http.Handler {
 			}
 		}
 		if changed || rawChanged || qChanged {
-			u := *r.URL
-			u.Path, u.RawPath = path, raw
+			r = r.Clone(r.Context())
+			r.URL.Path, r.URL.RawPath = path, raw
 			if qChanged {
-				u.RawQuery = q.Encode()
+				r.URL.RawQuery = q.Encode()
 			}
-			r2 := *r
-			r2.URL = &u
-			r = &r2
 		}
 		next.ServeHTTP(w, r)
 	})
