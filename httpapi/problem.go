@@ -224,10 +224,11 @@ func init() {
 	}
 }
 
-// jsonFormat is huma's JSON format with two changes: output keeps <, > and &
-// as they are (a detail reading "X-API-Key: <key>" must not arrive as
-// \u003ckey\u003e), and a syntax error names its line and column, which a
-// byte offset into a pasted curl body does not help anyone find.
+// jsonFormat is the API's JSON, for application/json and every +json type.
+// Output keeps <, > and & as they are, as huma's default does: a detail
+// reading "X-API-Key: <key>" must not arrive as \u003ckey\u003e, and
+// writeProblem uses it for the same reason. Input errors name the line and
+// column, which a byte offset into a pasted curl body does not help find.
 var jsonFormat = huma.Format{
 	Marshal: func(w io.Writer, v any) error {
 		enc := json.NewEncoder(w)
