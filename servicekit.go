@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,6 +58,7 @@ type Builder struct {
 	logger      *slog.Logger
 	shutdownFor time.Duration
 	auth        httpapi.Auth
+	health      []HealthCheck
 	err         error
 }
 
@@ -82,8 +84,25 @@ func New(info Info) *Builder {
 		shutdownFor: 30 * time.Second}
 }
 
-// WithHealth keeps GET /health (always served; kept for the original API's shape).
-func (b *Builder) WithHealth() *Builder { return b }
+// HealthCheck is a check of the program's own for GET /health.
+type HealthCheck = httpapi.HealthCheck
+
+// WithHealth adds checks that GET /health runs beside the built-in database
+// and scheduler checks: a failing one makes the service unhealthy (503), or
+// degraded (200) if it Degrades. GET /health is served with or without it.
+func (b *Builder) WithHealth(checks ...HealthCheck) *Builder {
+	for _, c := range checks {
+		switch {
+		case c.Name == "" || c.Check == nil:
+			b.err = errors.Join(b.err, errors.New("servicekit: WithHealth: a check needs a Name and a Check func"))
+		case c.Name == "database" || c.Name == "scheduler" || slices.ContainsFunc(b.health, func(h HealthCheck) bool { return h.Name == c.Name }):
+			b.err = errors.Join(b.err, fmt.Errorf("servicekit: WithHealth: check name %q is already taken", c.Name))
+		default:
+			b.health = append(b.health, c)
+		}
+	}
+	return b
+}
 
 // WithDatabase sets the database URL (default sqlite:///./servicekit.db).
 func (b *Builder) WithDatabase(url string) *Builder { b.dbURL = url; return b }
@@ -200,7 +219,7 @@ func (b *Builder) Build(ctx context.Context) (*Service, error) {
 		return nil, err
 	}
 	defer svc.startPurge()
-	svc.Server = httpapi.New(httpapi.Deps{Info: b.info, DB: db, Jobs: jobs, Tasks: svc.Tasks, Artifacts: arts, Logger: log, Metrics: metrics, Auth: b.auth})
+	svc.Server = httpapi.New(httpapi.Deps{Info: b.info, DB: db, Jobs: jobs, Tasks: svc.Tasks, Artifacts: arts, Logger: log, Metrics: metrics, Auth: b.auth, HealthChecks: b.health})
 	return svc, nil
 }
 

@@ -44,6 +44,8 @@ type Deps struct {
 	Auth Auth
 	// Metrics, if set, are served at /metrics and count every request.
 	Metrics *Metrics
+	// HealthChecks are the program's own checks for GET /health.
+	HealthChecks []HealthCheck
 	// Started is when the service started, for uptime.
 	Started time.Time
 }
