@@ -121,6 +121,10 @@ DELETE FROM nodes WHERE last_seen < ?
 -- name: InsertEvent
 INSERT INTO job_events (job_id, seq, kind, count, bytes, data) VALUES (?, ?, ?, ?, ?, ?)
 
+-- The pending and running events of a job stored already claimed: one round trip.
+-- name: InsertTwoEvents
+INSERT INTO job_events (job_id, seq, kind, count, bytes, data) VALUES (?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?)
+
 -- name: EventsAfter
 SELECT seq, kind, count, data FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq
 

@@ -29,12 +29,12 @@ var queries = sqlq.MustLoad(queryFS, "queries.sql")
 
 // jobQueries are the statements of queries.sql, one field per "-- name:".
 type jobQueries struct {
-	Insert, InsertRunning, ClaimNext, NextRunAfter, Finish, Requeue, EndCanceled            string
-	CancelPending, RequestCancel, SetProgress, ReserveSeq, RenewLeases, CancelRequestedHere string
-	Expired, RunningNodes, RunningOn, RescueRequeue, RescueEnd                              string
-	UpsertNode, DeleteNode, LiveNodes, PurgeNodes                                           string
-	InsertEvent, EventsAfter, LogEvents, TrimLog, Get, List, Count, CountPending            string
-	Delete, DeleteUnlessRunning, DeleteEvents, ExpiredIDs, TaskHasJob, CountReady           string
+	Insert, InsertRunning, ClaimNext, NextRunAfter, Finish, Requeue, EndCanceled                  string
+	CancelPending, RequestCancel, SetProgress, ReserveSeq, RenewLeases, CancelRequestedHere       string
+	Expired, RunningNodes, RunningOn, RescueRequeue, RescueEnd                                    string
+	UpsertNode, DeleteNode, LiveNodes, PurgeNodes                                                 string
+	InsertEvent, InsertTwoEvents, EventsAfter, LogEvents, TrimLog, Get, List, Count, CountPending string
+	Delete, DeleteUnlessRunning, DeleteEvents, ExpiredIDs, TaskHasJob, CountReady                 string
 }
 
 // Errors the scheduler returns; the HTTP layer maps them to problem details.
@@ -436,10 +436,8 @@ func (s *Scheduler) insertRunning(ctx context.Context, pending *Record, pendingD
 			now.Add(s.opt.Lease).UnixMilli()); err != nil {
 			return err
 		}
-		if _, err := s.db.ExecTx(ctx, tx, s.q.InsertEvent, run.ID, 1, "status", 1, len(pendingData), string(pendingData)); err != nil {
-			return err
-		}
-		_, err := s.db.ExecTx(ctx, tx, s.q.InsertEvent, run.ID, 2, "status", 1, len(runData), string(runData))
+		_, err := s.db.ExecTx(ctx, tx, s.q.InsertTwoEvents, run.ID, 1, "status", 1, len(pendingData), string(pendingData),
+			run.ID, 2, "status", 1, len(runData), string(runData))
 		return err
 	})
 	return &run, err
