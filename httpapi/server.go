@@ -66,6 +66,7 @@ func New(d Deps) *Server {
 	cfg.CreateHooks = nil // no $schema fields or Link headers in responses
 	cfg.OpenAPIPath = "/openapi"
 	cfg.Info.Description = d.Info.Description
+	cfg.DocsPath = "" // huma's /docs loads its renderer from a CDN; registerDocs (docs.go) serves one from the binary
 	s.api = humago.New(s.mux, cfg)
 	s.registerService()
 	if d.Tasks != nil {
