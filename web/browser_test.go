@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/servicekit/servicekit"
+	"github.com/servicekit/servicekit/task"
 	"github.com/servicekit/servicekit/web"
 )
 
@@ -58,12 +59,22 @@ func chromium(t *testing.T) string {
 // jobs) behind an httptest server. guard, if not nil, wraps the handler.
 func startService(t *testing.T, guard func(http.Handler) http.Handler) (*servicekit.Service, *httptest.Server) {
 	t.Helper()
+	return startServiceWith(t, nil, guard)
+}
+
+// startServiceWith is startService with the functions of reg (nil: the
+// process-wide registry, which has none in these tests).
+func startServiceWith(t *testing.T, reg *task.Registry, guard func(http.Handler) http.Handler) (*servicekit.Service, *httptest.Server) {
+	t.Helper()
 	ctx := context.Background()
-	svc, err := servicekit.New(servicekit.Info{DisplayName: "t"}).
+	b := servicekit.New(servicekit.Info{DisplayName: "t"}).
 		WithDatabase("sqlite:///" + filepath.Join(t.TempDir(), "t.db")).
-		WithTasks().
-		WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))).
-		Build(ctx)
+		WithShutdownTimeout(2 * time.Second).
+		WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if reg != nil {
+		b = b.WithRegistry(reg)
+	}
+	svc, err := b.WithTasks().Build(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,8 +239,10 @@ func TestBrowserRunShellTask(t *testing.T) {
 
 	b.do(t, "open the console",
 		chromedp.Navigate(ts.URL+"/"),
+		chromedp.Poll[chromedp.Void](`location.hash === '#/overview'`, chromedp.WithPollingTimeout(10*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS("#overview-counts a.count")),
+		chromedp.Click(chromedp.CSS(`header nav a[data-nav="tasks"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#task-form")),
-		chromedp.Poll[chromedp.Void](`location.hash === '#/tasks'`, chromedp.WithPollingTimeout(10*time.Second)),
 	)
 
 	// A shell command with params is a 422: the form shows the detail.
