@@ -307,7 +307,7 @@ func TestExecuteFunctionTasks(t *testing.T) {
 	disabled := e.createTask(map[string]any{"command": "greet_user", "enabled": false})
 	r = e.do("POST", "/api/v1/tasks/"+disabled["id"].(string)+"/$execute", nil)
 	e.want(r, 409, "conflict")
-	if r.json()["detail"] != "Cannot execute disabled task "+disabled["id"].(string) {
+	if !strings.HasPrefix(r.json()["detail"].(string), "Cannot execute disabled task "+disabled["id"].(string)+";") {
 		t.Fatalf("disabled detail %s", r.body)
 	}
 	ghost := e.createTask(map[string]any{"command": "not_here", "type": "function"})
@@ -382,7 +382,7 @@ func TestJobsListCancelDelete(t *testing.T) {
 	}
 	e.want(e.do("GET", "/api/v1/jobs?status=done", nil), 400, "bad-request")
 	e.want(e.do("GET", "/api/v1/jobs?task_id=nope", nil), 400, "invalid-ulid")
-	e.want(e.do("GET", "/api/v1/jobs?page=0", nil), 422, "validation-failed")
+	e.want(e.do("GET", "/api/v1/jobs?page=0", nil), 400, "bad-request")
 
 	r := e.do("POST", "/api/v1/jobs/"+running+"/$cancel", nil)
 	e.want(r, 200, "")

@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,6 +58,7 @@ type Builder struct {
 	logger      *slog.Logger
 	shutdownFor time.Duration
 	auth        httpapi.Auth
+	health      []HealthCheck
 	err         error
 }
 
@@ -82,8 +84,25 @@ func New(info Info) *Builder {
 		shutdownFor: 30 * time.Second}
 }
 
-// WithHealth keeps GET /health (always served; kept for the original API's shape).
-func (b *Builder) WithHealth() *Builder { return b }
+// HealthCheck is a check of the program's own for GET /health.
+type HealthCheck = httpapi.HealthCheck
+
+// WithHealth adds checks that GET /health runs beside the built-in database
+// and scheduler checks: a failing one makes the service unhealthy (503), or
+// degraded (200) if it Degrades. GET /health is served with or without it.
+func (b *Builder) WithHealth(checks ...HealthCheck) *Builder {
+	for _, c := range checks {
+		switch {
+		case c.Name == "" || c.Check == nil:
+			b.err = errors.Join(b.err, errors.New("servicekit: WithHealth: a check needs a Name and a Check func"))
+		case c.Name == "database" || c.Name == "scheduler" || slices.ContainsFunc(b.health, func(h HealthCheck) bool { return h.Name == c.Name }):
+			b.err = errors.Join(b.err, fmt.Errorf("servicekit: WithHealth: check name %q is already taken", c.Name))
+		default:
+			b.health = append(b.health, c)
+		}
+	}
+	return b
+}
 
 // WithDatabase sets the database URL (default sqlite:///./servicekit.db).
 func (b *Builder) WithDatabase(url string) *Builder { b.dbURL = url; return b }
@@ -173,11 +192,16 @@ func (b *Builder) Build(ctx context.Context) (*Service, error) {
 	}
 	opt.Logger = log
 	metrics := httpapi.NewMetrics()
+	jobMetrics := job.NewMetrics(metrics.Registry())
 	if opt.Observer == nil {
-		opt.Observer = metrics
+		opt.Observer = jobMetrics
+	}
+	if opt.Version == "" {
+		opt.Version = b.info.Version
 	}
 	arts := artifact.NewManager(db)
 	jobs := job.New(db, arts, nil, opt)
+	jobMetrics.Watch(jobs, log)
 	svc := &Service{DB: db, Jobs: jobs, Artifacts: arts, log: log, shutdownFor: b.shutdownFor}
 	if b.tasks {
 		svc.Tasks = task.NewManager(db, jobs, arts, task.Options{Registry: b.registry, Policy: b.policy, Provided: b.provided, Logger: log})
@@ -195,7 +219,7 @@ func (b *Builder) Build(ctx context.Context) (*Service, error) {
 		return nil, err
 	}
 	defer svc.startPurge()
-	svc.Server = httpapi.New(httpapi.Deps{Info: b.info, DB: db, Jobs: jobs, Tasks: svc.Tasks, Artifacts: arts, Logger: log, Metrics: metrics, Auth: b.auth})
+	svc.Server = httpapi.New(httpapi.Deps{Info: b.info, DB: db, Jobs: jobs, Tasks: svc.Tasks, Artifacts: arts, Logger: log, Metrics: metrics, Auth: b.auth, HealthChecks: b.health})
 	return svc, nil
 }
 
@@ -257,6 +281,16 @@ func (s *Service) ListenAndServe(ctx context.Context, addr string, ready func(ne
 	if err != nil {
 		return err
 	}
+	return s.Serve(ctx, ln, ready)
+}
+
+// Serve serves HTTP on ln until ctx is done, then shuts down in the order
+// that loses nothing: stop taking jobs and let running ones finish for the
+// shutdown timeout (while still answering reads and streams), end live
+// requests, stop the HTTP server, close the service. A program that must
+// claim its port before building the service (so a port in use creates no
+// database) listens first and passes the listener here.
+func (s *Service) Serve(ctx context.Context, ln net.Listener, ready func(net.Addr)) error {
 	// Requests get a base context that ends at shutdown, so live $stream
 	// connections close instead of holding the shutdown up.
 	base, endRequests := context.WithCancel(context.Background())
@@ -269,7 +303,8 @@ func (s *Service) ListenAndServe(ctx context.Context, addr string, ready func(ne
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	s.log.Info("servicekit listening", "addr", ln.Addr().String(), "database", s.DB.String(), "node", s.Jobs.Node())
+	s.log.Info("servicekit listening", "console", ConsoleURL(ln.Addr()), "addr", ln.Addr().String(),
+		"database", s.DB.String(), "node", s.Jobs.Node())
 	select {
 	case err := <-errc:
 		s.Shutdown(context.Background())
@@ -277,11 +312,24 @@ func (s *Service) ListenAndServe(ctx context.Context, addr string, ready func(ne
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down: no new jobs; waiting for running jobs", "timeout", s.shutdownFor)
-	// Keep answering (503 for new jobs; reads and streams work) while jobs finish.
 	s.Jobs.Shutdown(context.Background(), s.shutdownFor)
 	endRequests()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
 	return s.Shutdown(context.Background())
+}
+
+// ConsoleURL is the address of the web console to open in a browser. A
+// server on every interface (0.0.0.0, ::) is shown as localhost, which is
+// where the person reading the log can reach it; a named host is kept.
+func ConsoleURL(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return "http://" + a.String() + "/"
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }

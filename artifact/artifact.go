@@ -19,13 +19,17 @@ import (
 	"time"
 
 	"github.com/servicekit/servicekit/internal/ids"
+	"github.com/servicekit/servicekit/internal/sqlq"
 	"github.com/servicekit/servicekit/store"
 )
 
 //go:embed queries.sql
 var queryFS embed.FS
 
-var queries = store.MustLoadQueries(queryFS, "queries.sql")
+var queries = sqlq.MustLoad(queryFS, "queries.sql")
+
+// artifactQueries are the statements of queries.sql, one field per "-- name:".
+type artifactQueries struct{ Insert, Get, Exists, List, Count, Update, Delete, DeleteLeaf, Subtree string }
 
 // Artifact is one stored JSON value (ArtifactOut in the API).
 type Artifact struct {
@@ -52,12 +56,14 @@ type Manager struct {
 	Hierarchy Hierarchy
 
 	db *store.DB
-	q  store.Queries
+	q  artifactQueries
 }
 
 // NewManager returns a manager over db.
 func NewManager(db *store.DB) *Manager {
-	return &Manager{db: db, q: db.Prepare(queries)}
+	m := &Manager{db: db}
+	db.MustBind(queries, &m.q)
+	return m
 }
 
 // InsertTx writes a new artifact inside tx. A non-nil parentID must exist.
@@ -66,7 +72,7 @@ func NewManager(db *store.DB) *Manager {
 func (m *Manager) InsertTx(ctx context.Context, tx *sql.Tx, id string, data []byte, parentID *string, now time.Time) (level int, err error) {
 	if parentID != nil {
 		var n int
-		if err := m.db.QueryRowTx(ctx, tx, m.q["Exists"], *parentID).Scan(&n); err != nil {
+		if err := m.db.QueryRowTx(ctx, tx, m.q.Exists, *parentID).Scan(&n); err != nil {
 			return 0, err
 		}
 		if n == 0 {
@@ -74,7 +80,7 @@ func (m *Manager) InsertTx(ctx context.Context, tx *sql.Tx, id string, data []by
 		}
 	}
 	ms := now.UnixMilli()
-	err = m.db.QueryRowTx(ctx, tx, m.q["Insert"], id, parentID, parentID, string(data), ms, ms).Scan(&level)
+	err = m.db.QueryRowTx(ctx, tx, m.q.Insert, id, parentID, parentID, string(data), ms, ms).Scan(&level)
 	return level, err
 }
 
@@ -117,7 +123,7 @@ func scan(row scanner) (*Artifact, error) {
 
 // Get returns one artifact or ErrNotFound.
 func (m *Manager) Get(ctx context.Context, id string) (*Artifact, error) {
-	return scan(m.db.QueryRow(ctx, m.q["Get"], id))
+	return scan(m.db.QueryRow(ctx, m.q.Get, id))
 }
 
 // List returns up to limit artifacts starting at offset, oldest first, and
@@ -129,10 +135,10 @@ func (m *Manager) List(ctx context.Context, limit, offset int) ([]*Artifact, int
 		limit = math.MaxInt32 // both dialects take a large LIMIT; only SQLite takes -1
 	}
 	var total int
-	if err := m.db.QueryRow(ctx, m.q["Count"]).Scan(&total); err != nil {
+	if err := m.db.QueryRow(ctx, m.q.Count).Scan(&total); err != nil {
 		return nil, 0, err
 	}
-	rows, err := m.db.Query(ctx, m.q["List"], limit, max(offset, 0))
+	rows, err := m.db.Query(ctx, m.q.List, limit, max(offset, 0))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -161,7 +167,7 @@ func (m *Manager) Update(ctx context.Context, id string, data json.RawMessage) (
 	var a *Artifact
 	err := m.db.InTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		a, err = scan(m.db.QueryRowTx(ctx, tx, m.q["Update"], buf.String(), now, id))
+		a, err = scan(m.db.QueryRowTx(ctx, tx, m.q.Update, buf.String(), now, id))
 		return err
 	})
 	if err != nil {
@@ -180,9 +186,9 @@ func (m *Manager) Delete(ctx context.Context, id string, cascade bool) error {
 		var res sql.Result
 		var err error
 		if cascade {
-			res, err = m.db.ExecTx(ctx, tx, m.q["Delete"], id)
+			res, err = m.db.ExecTx(ctx, tx, m.q.Delete, id)
 		} else {
-			res, err = m.db.ExecTx(ctx, tx, m.q["DeleteLeaf"], id, id)
+			res, err = m.db.ExecTx(ctx, tx, m.q.DeleteLeaf, id, id)
 		}
 		if err != nil {
 			return err
@@ -192,7 +198,7 @@ func (m *Manager) Delete(ctx context.Context, id string, cascade bool) error {
 		}
 		// Nothing was deleted: tell a missing artifact from a parent.
 		var exists int
-		if err := m.db.QueryRowTx(ctx, tx, m.q["Exists"], id).Scan(&exists); err != nil {
+		if err := m.db.QueryRowTx(ctx, tx, m.q.Exists, id).Scan(&exists); err != nil {
 			return err
 		}
 		if exists == 0 {

@@ -65,7 +65,7 @@ func (m *Manager) labels(level int) Labels {
 // subtree is read with one recursive query and assembled here, so a deep or
 // wide tree costs one round trip, not one per node.
 func (m *Manager) Tree(ctx context.Context, id string) (*TreeNode, error) {
-	rows, err := m.db.Query(ctx, m.q["Subtree"], id)
+	rows, err := m.db.Query(ctx, m.q.Subtree, id)
 	if err != nil {
 		return nil, err
 	}

@@ -54,7 +54,7 @@ func (f *clientFlags) register(group *cobra.Command) {
 // client checks the flags and returns a client writing to cmd's outputs.
 func (f *clientFlags) client(cmd *cobra.Command) (*apiClient, error) {
 	if f.output != "table" && f.output != "json" {
-		return nil, fmt.Errorf("--output %q: want table or json", f.output)
+		return nil, usagef("--output %q: want table or json", f.output)
 	}
 	base, err := serverURL(f.server)
 	if err != nil {
@@ -77,7 +77,7 @@ func serverURL(s string) (string, error) {
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("--server %q: want a URL like %s", s, defaultServerURL)
+		return "", usagef("--server %q: want a URL like %s", s, defaultServerURL)
 	}
 	return trimURL(u.String()), nil
 }
@@ -205,25 +205,29 @@ type ProblemItem struct {
 	Message  string `json:"message"`
 }
 
-// Error reads "Title (status): detail", then one "  - location: message"
-// line per invalid input, which is how the command line prints it.
+// Error is the problem on one line, `title: detail`, followed by the
+// invalid inputs of a validation problem in parentheses, so that a script's
+// log keeps the whole answer on the line that names the command.
 func (e *ProblemError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s (%d)", e.Title, e.Status)
+	b.WriteString(e.Title)
 	if e.Detail != "" {
 		b.WriteString(": " + e.Detail)
 	}
-	for _, it := range e.Errors {
-		b.WriteString("\n  - ")
-		if it.Location != "" {
-			b.WriteString(it.Location + ": ")
+	if len(e.Errors) > 0 {
+		items := make([]string, len(e.Errors))
+		for i, it := range e.Errors {
+			items[i] = it.Message
+			if it.Location != "" {
+				items[i] = it.Location + ": " + it.Message
+			}
 		}
-		b.WriteString(it.Message)
+		b.WriteString(" (" + strings.Join(items, "; ") + ")")
 	}
 	if e.Status == http.StatusUnauthorized {
-		b.WriteString("\n  give the server's API key with --api-key or SERVICEKIT_API_KEY")
+		b.WriteString(" — give the server's API key with --api-key or SERVICEKIT_API_KEY")
 	}
-	return b.String()
+	return strings.Join(strings.Fields(b.String()), " ")
 }
 
 // problemFrom turns a non-2xx answer into a *ProblemError.
@@ -269,46 +273,27 @@ func (e *ConnectError) Error() string {
 
 func (e *ConnectError) Unwrap() error { return e.Err }
 
+// lostError is a connection that broke after the server was reached (a
+// reset mid-answer, a stream that kept closing early): like a server that
+// cannot be reached, nothing about the request itself was wrong.
+type lostError struct{ err error }
+
+func (e *lostError) Error() string { return e.err.Error() }
+func (e *lostError) Unwrap() error { return e.err }
+
 // transportError classifies a failed round trip: a failed dial is a
-// ConnectError; anything else (a reset mid-answer) keeps its own text.
+// ConnectError; anything else (a reset mid-answer) is a lostError that keeps
+// its own text. An interrupted request is left as it is, for classify.
 func (c *apiClient) transportError(err error) error {
 	var op *net.OpError
 	var dns *net.DNSError
-	if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dns) || (errors.As(err, &op) && op.Op == "dial") {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return err
+	case errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dns) || (errors.As(err, &op) && op.Op == "dial"):
 		return &ConnectError{Server: c.base, Err: err}
 	}
-	return fmt.Errorf("talking to %s: %w", c.base, err)
-}
-
-// exitError is an error that has already been printed: cli.Main exits with
-// its code without printing it again.
-type exitError struct {
-	err  error
-	code int
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-func (e *exitError) ExitCode() int { return e.code }
-
-// reported wraps a client command's RunE. Errors are printed on the
-// command's own stderr (which tests and embedding programs can capture,
-// unlike cli.Main's os.Stderr) and returned as an exitError so Main does not
-// print them twice. Errors that carry their own exit code, like a followed
-// job's outcome, pass through untouched.
-func reported(run func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
-	return func(cmd *cobra.Command, args []string) error {
-		err := run(cmd, args)
-		if err == nil {
-			return nil
-		}
-		var coded interface{ ExitCode() int }
-		if errors.As(err, &coded) {
-			return err
-		}
-		fmt.Fprintln(cmd.ErrOrStderr(), "servicekit: "+err.Error())
-		return &exitError{err: err, code: 1}
-	}
+	return &lostError{fmt.Errorf("talking to %s: %w", c.base, err)}
 }
 
 // parseParams reads --param k=v values. v is JSON when it parses as JSON
@@ -322,7 +307,7 @@ func parseParams(kvs []string) (map[string]any, error) {
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("--param %q: want key=value", kv)
+			return nil, usagef("--param %q: want key=value", kv)
 		}
 		var val any
 		d := json.NewDecoder(strings.NewReader(v))
@@ -344,7 +329,7 @@ func parseEnv(kvs []string) (map[string]string, error) {
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("--env %q: want NAME=value", kv)
+			return nil, usagef("--env %q: want NAME=value", kv)
 		}
 		env[k] = v
 	}
@@ -398,6 +383,23 @@ func when(t *time.Time) string {
 	return t.Local().Format("2006-01-02 15:04:05")
 }
 
-// pathID escapes an id for a URL path, so a mistyped id with a slash in it
-// gets the API's "invalid ULID" answer instead of hitting another route.
-func pathID(id string) string { return url.PathEscape(id) }
+// pathID prepares an id for a URL path. Crockford base32 is
+// case-insensitive, so a ULID typed or pasted in lower case is upper-cased,
+// the form the server stores; anything else is only escaped, so a mistyped
+// id with a slash in it gets the API's "invalid ULID" answer (naming what
+// was typed) instead of hitting another route.
+func pathID(id string) string { return url.PathEscape(normalizeID(id)) }
+
+// normalizeID upper-cases id when it has a ULID's shape: 26 letters and
+// digits. Query values (--task) go through it too.
+func normalizeID(id string) string {
+	if len(id) != 26 {
+		return id
+	}
+	for _, r := range id {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') {
+			return id
+		}
+	}
+	return strings.ToUpper(id)
+}

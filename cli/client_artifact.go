@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -19,6 +20,7 @@ func newArtifactCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "artifact",
 		Short: "Read artifacts (stored job results) on a servicekit server",
+		RunE:  groupRunE,
 	}
 	f.register(cmd)
 	cmd.AddCommand(newArtifactGetCommand(&f), newArtifactTreeCommand(&f))
@@ -85,18 +87,43 @@ func newArtifactTreeCommand(f *clientFlags) *cobra.Command {
 				return c.printJSON(data)
 			}
 			tw := c.table()
-			fmt.Fprintln(tw, "ID\tLEVEL\tLABEL\tCREATED")
-			printTree(tw, &root, 0)
+			labels := namedLevels(&root)
+			if labels {
+				fmt.Fprintln(tw, "ID\tLEVEL\tLABEL\tCREATED")
+			} else {
+				fmt.Fprintln(tw, "ID\tLEVEL\tCREATED")
+			}
+			printTree(tw, &root, 0, labels)
 			return tw.Flush()
 		}),
 	}
 }
 
 // printTree writes one row per node, depth-first, the id indented by its
-// depth below the root so the nesting reads at a glance.
-func printTree(w io.Writer, n *artifact.TreeNode, depth int) {
-	fmt.Fprintf(w, "%s%s\t%d\t%s\t%s\n", strings.Repeat("  ", depth), n.ID, n.Level, n.LevelLabel, when(&n.CreatedAt))
-	for _, child := range n.Children {
-		printTree(w, child, depth+1)
+// depth below the root so the nesting reads at a glance. The LABEL column
+// is there only when labels is set.
+func printTree(w io.Writer, n *artifact.TreeNode, depth int, labels bool) {
+	label := ""
+	if labels {
+		label = n.LevelLabel + "\t"
 	}
+	fmt.Fprintf(w, "%s%s\t%d\t%s%s\n", strings.Repeat("  ", depth), n.ID, n.Level, label, when(&n.CreatedAt))
+	for _, child := range n.Children {
+		printTree(w, child, depth+1, labels)
+	}
+}
+
+// namedLevels reports whether any node's level label says more than its
+// level: with no hierarchy labels configured every label is "level_<n>",
+// and a LABEL column would only repeat LEVEL.
+func namedLevels(n *artifact.TreeNode) bool {
+	if n.LevelLabel != "level_"+strconv.Itoa(n.Level) {
+		return true
+	}
+	for _, child := range n.Children {
+		if namedLevels(child) {
+			return true
+		}
+	}
+	return false
 }

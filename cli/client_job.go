@@ -2,14 +2,15 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/servicekit/servicekit/httpapi"
 	"github.com/servicekit/servicekit/job"
 )
 
@@ -20,18 +21,22 @@ func newJobCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "job",
 		Short: "List, inspect, follow and cancel jobs on a servicekit server",
+		RunE:  groupRunE,
 	}
 	f.register(cmd)
-	cmd.AddCommand(newJobListCommand(&f), newJobGetCommand(&f), newJobCancelCommand(&f), newJobLogsCommand(&f))
+	cmd.AddCommand(newJobListCommand(&f), newJobGetCommand(&f), newJobWaitCommand(&f), newJobCancelCommand(&f), newJobLogsCommand(&f))
 	return cmd
 }
 
 func newJobListCommand(f *clientFlags) *cobra.Command {
 	var status, taskID string
+	var limit, page int
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List jobs, newest first (at most 100)",
-		Args:  cobra.NoArgs,
+		Short: "List jobs, newest first (the newest 100, or one page with --limit/--page)",
+		Example: `  servicekit job list --status failed
+  servicekit job list --limit 20 --page 2`,
+		Args: cobra.NoArgs,
 		RunE: reported(func(cmd *cobra.Command, _ []string) error {
 			c, err := f.client(cmd)
 			if err != nil {
@@ -42,29 +47,87 @@ func newJobListCommand(f *clientFlags) *cobra.Command {
 				q.Set("status", status)
 			}
 			if taskID != "" {
-				q.Set("task_id", taskID)
+				q.Set("task_id", normalizeID(taskID))
+			}
+			paged := cmd.Flags().Changed("limit") || cmd.Flags().Changed("page")
+			if paged {
+				if limit < 1 || limit > 1000 {
+					return usagef("--limit %d: want 1 to 1000", limit)
+				}
+				if page < 1 {
+					return usagef("--page %d: want 1 or more", page)
+				}
+				q.Set("size", strconv.Itoa(limit))
+				q.Set("page", strconv.Itoa(page))
 			}
 			var jobs []job.Record
-			data, err := c.get(cmd.Context(), "/api/v1/jobs", q, &jobs)
+			var pg httpapi.Page[job.Record]
+			var data []byte
+			if paged {
+				data, err = c.get(cmd.Context(), "/api/v1/jobs", q, &pg)
+				jobs = pg.Items
+			} else {
+				data, err = c.get(cmd.Context(), "/api/v1/jobs", q, &jobs)
+			}
 			if err != nil {
 				return err
 			}
 			if c.json {
 				return c.printJSON(data)
 			}
+			switch {
+			case len(jobs) == 0 && paged && pg.Total > 0:
+				fmt.Fprintf(c.errOut, "no jobs on page %d: there are %d pages of %d\n", page, pg.Pages, limit)
+				return nil
+			case len(jobs) == 0:
+				fmt.Fprintln(c.errOut, "no jobs"+filtered(cmd, "status", "task"))
+				return nil
+			}
 			tw := c.table()
-			fmt.Fprintln(tw, "ID\tSTATUS\tTYPE\tTASK\tSUBMITTED\tDURATION\tCOMMAND")
+			fmt.Fprintln(tw, "ID\tSTATUS\tTYPE\tTASK\tSUBMITTED\tDURATION\tCOMMAND\tERROR")
 			for i := range jobs {
 				r := &jobs[i]
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.Type, r.TaskID,
-					when(&r.SubmittedAt), runTime(r), cell(r.Command, 50))
+				errText := ""
+				if r.Error != nil && r.Status != job.Completed {
+					errText = cell(*r.Error, 40)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.Type, r.TaskID,
+					when(&r.SubmittedAt), runTime(r), cell(r.Command, 40), errText)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if paged && pg.Pages > 1 {
+				more := ""
+				if pg.Page < pg.Pages {
+					more = fmt.Sprintf("; next: --page %d", pg.Page+1)
+				}
+				fmt.Fprintf(c.errOut, "page %d of %d (%d jobs)%s\n", pg.Page, pg.Pages, pg.Total, more)
+			}
+			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&status, "status", "", "only jobs in this status: pending, running, completed, failed or canceled")
-	cmd.Flags().StringVar(&taskID, "task", "", "only jobs of this task id")
+	fl := cmd.Flags()
+	fl.StringVar(&status, "status", "", "only jobs in this status: pending, running, completed, failed or canceled")
+	fl.StringVar(&taskID, "task", "", "only jobs of this task id")
+	fl.IntVar(&limit, "limit", 50, "jobs per page (1 to 1000); turns on paging")
+	fl.IntVar(&page, "page", 1, "page to show, 1 for the newest; turns on paging")
 	return cmd
+}
+
+// filtered tells an empty answer's reader that filters were given, so
+// "no jobs" after --status failed is not taken for "no jobs at all".
+func filtered(cmd *cobra.Command, flags ...string) string {
+	var used []string
+	for _, name := range flags {
+		if fl := cmd.Flags().Lookup(name); fl != nil && fl.Changed {
+			used = append(used, "--"+name+" "+fl.Value.String())
+		}
+	}
+	if len(used) == 0 {
+		return ""
+	}
+	return " match " + strings.Join(used, " ")
 }
 
 func newJobGetCommand(f *clientFlags) *cobra.Command {
@@ -84,6 +147,36 @@ func newJobGetCommand(f *clientFlags) *cobra.Command {
 			return c.printJobData(data)
 		}),
 	}
+}
+
+func newJobWaitCommand(f *clientFlags) *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "wait ID",
+		Short: "Wait for a job to end and exit with its outcome",
+		Long: `Wait for a job to end, print one line with its status, duration and result or error
+(on stderr), and exit with its outcome: 0 completed, a failed shell job's own exit code,
+1 otherwise. On a terminal a function job's progress is drawn as a bar. -o json prints
+the finished job on stdout. Ctrl-C stops waiting; the job keeps running.`,
+		Example: `  servicekit job wait 01K… && echo done`,
+		Args:    cobra.ExactArgs(1),
+		RunE: reported(func(cmd *cobra.Command, args []string) error {
+			c, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			d := c.newDisplay(normalizeID(args[0]), quiet)
+			raw, err := c.follow(cmd.Context(), d, watchOpts{final: true})
+			if raw != nil && c.json {
+				if perr := c.printJSON(raw); perr != nil {
+					return perr
+				}
+			}
+			return err
+		}),
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print no status lines, only errors")
+	return cmd
 }
 
 func newJobCancelCommand(f *clientFlags) *cobra.Command {
@@ -112,8 +205,9 @@ func newJobLogsCommand(f *clientFlags) *cobra.Command {
 		Use:   "logs ID",
 		Short: "Print a job's captured output",
 		Long: `Print a job's captured output, both streams in the order received, on stdout.
-With -f, print the lines so far and then new ones live until the job ends. The output
-is plain text whatever -o says.`,
+With -f, print the lines so far and then new ones live until the job ends, and exit
+with the job's outcome as job wait does; Ctrl-C stops following (the job keeps
+running). The output is plain text whatever -o says.`,
 		Args: cobra.ExactArgs(1),
 		RunE: reported(func(cmd *cobra.Command, args []string) error {
 			c, err := f.client(cmd)
@@ -121,7 +215,7 @@ is plain text whatever -o says.`,
 				return err
 			}
 			if stream != "" && stream != "stdout" && stream != "stderr" {
-				return fmt.Errorf("--stream %q: want stdout or stderr", stream)
+				return usagef("--stream %q: want stdout or stderr", stream)
 			}
 			if !follow {
 				q := url.Values{}
@@ -135,11 +229,8 @@ is plain text whatever -o says.`,
 				_, err = c.out.Write(text)
 				return err
 			}
-			_, _, err = c.watchJob(cmd.Context(), args[0], func(s, line string) {
-				if stream == "" || s == stream {
-					fmt.Fprintln(c.out, line)
-				}
-			})
+			d := c.newDisplay(normalizeID(args[0]), false)
+			_, err = c.follow(cmd.Context(), d, watchOpts{logs: true, stream: stream, toStdout: true})
 			return err
 		}),
 	}
@@ -207,7 +298,7 @@ func (c *apiClient) printJobData(data []byte) error {
 	return nil
 }
 
-// runTime is how long a job has run so far, or ran.
+// runTime is how long a job has run so far, or ran; "" if it never started.
 func runTime(r *job.Record) string {
 	if r.StartedAt == nil {
 		return ""
@@ -216,59 +307,20 @@ func runTime(r *job.Record) string {
 	if r.FinishedAt != nil {
 		end = *r.FinishedAt
 	}
-	return end.Sub(*r.StartedAt).Round(time.Millisecond).String()
+	return duration(end.Sub(*r.StartedAt))
 }
 
-// printLogLine writes a followed job's output line to the stream it came
-// from, so `2>/dev/null` and pipes work on it as on the job itself.
-func (c *apiClient) printLogLine(stream, line string) {
-	w := c.out
-	if stream == "stderr" {
-		w = c.errOut
+// duration formats a run time for people: whole milliseconds under a
+// second (where Go's 1.234567ms is noise), tenths of a second under a
+// minute, whole seconds beyond.
+func duration(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return "<1ms"
+	case d < time.Second:
+		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+	case d < time.Minute:
+		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
 	}
-	fmt.Fprintln(w, line)
-}
-
-// JobOutcomeError reports a watched job that did not complete. Its exit
-// code is the job's, so `servicekit task run --follow` exits like the job:
-// a shell job's own non-zero exit code, 1 for anything else.
-type JobOutcomeError struct {
-	JobID  string
-	Status job.Status
-	Code   int
-	Reason string
-}
-
-func (e *JobOutcomeError) Error() string {
-	msg := fmt.Sprintf("job %s %s", e.JobID, e.Status)
-	if e.Reason != "" {
-		msg += ": " + e.Reason
-	}
-	return msg
-}
-
-// ExitCode makes cli.Main exit with the job's code, printing nothing.
-func (e *JobOutcomeError) ExitCode() int { return e.Code }
-
-// jobOutcome turns a terminal job into the command's result: nil when it
-// completed, else a JobOutcomeError. With explain, a failure that the job's
-// own output may not show (a function's error, a timeout, a cancel) is also
-// written to w; a shell job's non-zero exit needs no words, its stderr has
-// already said what went wrong.
-func jobOutcome(r *job.Record, w io.Writer, explain bool) error {
-	if r.Status == job.Completed {
-		return nil
-	}
-	e := &JobOutcomeError{JobID: r.ID, Status: r.Status, Code: 1}
-	if r.Error != nil {
-		e.Reason = *r.Error
-	}
-	if r.Type == "shell" && r.Status == job.Failed && r.ExitCode != nil && *r.ExitCode > 0 {
-		e.Code = *r.ExitCode
-		return e
-	}
-	if explain {
-		fmt.Fprintln(w, "servicekit: "+e.Error())
-	}
-	return e
+	return d.Round(time.Second).String()
 }

@@ -25,16 +25,25 @@ const maxResumes = 5
 // server, a proxy's idle timeout): worth resuming.
 var errStreamEnded = errors.New("the event stream ended before the job did")
 
+// watchHooks are told what a watch sees, as it arrives. Either may be nil.
+type watchHooks struct {
+	// onLog gets each output line.
+	onLog func(stream, line string)
+	// onStatus gets each non-terminal status event: the whole job, so the
+	// caller sees attempts begin and end and progress move.
+	onStatus func(r *job.Record)
+}
+
 // watchJob follows the job's $stream until it reaches a terminal status,
-// calling onLog (if not nil) for each output line as it arrives. It returns
-// the terminal status event's data — the whole job, as GET would answer —
-// both raw for -o json and decoded. Waiting on the stream rather than
-// polling means the client learns of the end as soon as the server does.
-func (c *apiClient) watchJob(ctx context.Context, id string, onLog func(stream, line string)) (json.RawMessage, *job.Record, error) {
+// telling h what happens on the way. It returns the terminal status event's
+// data — the whole job, as GET would answer — both raw for -o json and
+// decoded. Waiting on the stream rather than polling means the client
+// learns of the end as soon as the server does.
+func (c *apiClient) watchJob(ctx context.Context, id string, h watchHooks) (json.RawMessage, *job.Record, error) {
 	var lastID string
 	failures := 0
 	for {
-		progressed, raw, rec, err := c.streamJobOnce(ctx, id, &lastID, onLog)
+		progressed, raw, rec, err := c.streamJobOnce(ctx, id, &lastID, h)
 		if err == nil {
 			return raw, rec, nil
 		}
@@ -49,7 +58,7 @@ func (c *apiClient) watchJob(ctx context.Context, id string, onLog func(stream, 
 			failures = 0
 		}
 		if failures++; failures > maxResumes {
-			return nil, nil, fmt.Errorf("following job %s: %w", id, err)
+			return nil, nil, &lostError{fmt.Errorf("following job %s: %w", id, err)}
 		}
 		select {
 		case <-ctx.Done():
@@ -62,12 +71,12 @@ func (c *apiClient) watchJob(ctx context.Context, id string, onLog func(stream, 
 // streamJobOnce reads one connection of the job's event stream, resuming
 // after *lastID and advancing it. It reports whether it saw any event, so a
 // stream that keeps breaking after progress is not counted as dead.
-func (c *apiClient) streamJobOnce(ctx context.Context, id string, lastID *string, onLog func(stream, line string)) (progressed bool, raw json.RawMessage, rec *job.Record, err error) {
-	h := http.Header{"Accept": {"text/event-stream"}}
+func (c *apiClient) streamJobOnce(ctx context.Context, id string, lastID *string, h watchHooks) (progressed bool, raw json.RawMessage, rec *job.Record, err error) {
+	hdr := http.Header{"Accept": {"text/event-stream"}}
 	if *lastID != "" {
-		h.Set("Last-Event-ID", *lastID)
+		hdr.Set("Last-Event-ID", *lastID)
 	}
-	resp, err := c.send(ctx, http.MethodGet, "/api/v1/jobs/"+pathID(id)+"/$stream", nil, nil, h)
+	resp, err := c.send(ctx, http.MethodGet, "/api/v1/jobs/"+pathID(id)+"/$stream", nil, nil, hdr)
 	if err != nil {
 		return false, nil, nil, err
 	}
@@ -87,8 +96,8 @@ func (c *apiClient) streamJobOnce(ctx context.Context, id string, lastID *string
 			if err := json.Unmarshal(ev.data, &l); err != nil {
 				return false, fmt.Errorf("job %s: bad log event: %w", id, err)
 			}
-			if onLog != nil {
-				onLog(l.Stream, l.Line)
+			if h.onLog != nil {
+				h.onLog(l.Stream, l.Line)
 			}
 		case "status":
 			var st struct {
@@ -100,14 +109,17 @@ func (c *apiClient) streamJobOnce(ctx context.Context, id string, lastID *string
 			if st.Status == "deleted" {
 				return false, fmt.Errorf("job %s was deleted before it ended", id)
 			}
-			if !job.Status(st.Status).Terminal() {
-				return false, nil
-			}
-			rec = new(job.Record)
-			if err := decode(ev.data, rec); err != nil {
+			r := new(job.Record)
+			if err := decode(ev.data, r); err != nil {
 				return false, err
 			}
-			raw = append(json.RawMessage(nil), ev.data...)
+			if !r.Status.Terminal() {
+				if h.onStatus != nil {
+					h.onStatus(r)
+				}
+				return false, nil
+			}
+			rec, raw = r, append(json.RawMessage(nil), ev.data...)
 			return true, nil
 		}
 		return false, nil

@@ -22,6 +22,7 @@ func newTaskCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "task",
 		Short: "Create, list, change and run tasks on a servicekit server",
+		RunE:  groupRunE,
 	}
 	f.register(cmd)
 	cmd.AddCommand(
@@ -48,7 +49,12 @@ func newTaskCreateCommand(f *clientFlags) *cobra.Command {
 		Short: "Create a task: a registered function's name or a shell command line",
 		Long: `Create a task. COMMAND is a registered function's name or a shell command line; several
 words are joined with spaces (as ssh does), so quote a line that uses shell syntax, and put
-it after -- when it has dashes of its own. The type is inferred when --type is not given.`,
+it after -- when it has dashes of its own. The type is inferred when --type is not given.
+
+A COMMAND that looks like a function name (one word of letters, digits and _) but names no
+function the server has registered is refused, with the nearest registered name, since it
+is far more often a typo than a shell command: give --type shell to mean the command (for
+example 'uptime'), or --type function for a function the server will register later.`,
 		Example: `  servicekit task create greet_user --param name=Alice
   servicekit task create 'echo a; echo b >&2' --timeout 30s
   servicekit task create --retries 2 -- rsync -a src/ dst/`,
@@ -65,12 +71,17 @@ it after -- when it has dashes of its own. The type is inferred when --type is n
 			if in.Env, err = parseEnv(env); err != nil {
 				return err
 			}
+			if typ == "" {
+				if err := c.checkFunctionName(cmd.Context(), in.Command); err != nil {
+					return err
+				}
+			}
 			if disabled {
 				in.Enabled = new(bool)
 			}
 			if cmd.Flags().Changed("timeout") {
 				if timeout <= 0 {
-					return fmt.Errorf("--timeout must be positive")
+					return usagef("--timeout must be positive")
 				}
 				in.TimeoutSeconds = new(timeout.Seconds())
 			}
@@ -98,7 +109,7 @@ func newTaskListCommand(f *clientFlags) *cobra.Command {
 	var enabled, typ string
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List tasks, oldest first",
+		Short: "List tasks, oldest first, with their params and how their last job went",
 		Args:  cobra.NoArgs,
 		RunE: reported(func(cmd *cobra.Command, _ []string) error {
 			c, err := f.client(cmd)
@@ -120,10 +131,19 @@ func newTaskListCommand(f *clientFlags) *cobra.Command {
 			if c.json {
 				return c.printJSON(data)
 			}
+			if len(tasks) == 0 {
+				fmt.Fprintln(c.errOut, "no tasks"+filtered(cmd, "enabled", "type"))
+				return nil
+			}
+			last, err := c.lastJobs(cmd.Context(), tasks)
+			if err != nil {
+				return err
+			}
 			tw := c.table()
-			fmt.Fprintln(tw, "ID\tTYPE\tENABLED\tRETRIES\tTIMEOUT\tCOMMAND")
-			for _, t := range tasks {
-				fmt.Fprintf(tw, "%s\t%s\t%t\t%d\t%s\t%s\n", t.ID, t.Type, t.Enabled, t.Retries, seconds(t.TimeoutSeconds), cell(t.Command, 60))
+			fmt.Fprintln(tw, "ID\tTYPE\tENABLED\tRETRIES\tTIMEOUT\tCOMMAND\tPARAMS\tJOBS\tLAST JOB")
+			for i, t := range tasks {
+				fmt.Fprintf(tw, "%s\t%s\t%t\t%d\t%s\t%s\t%s\t%d\t%s\n", t.ID, t.Type, t.Enabled, t.Retries,
+					seconds(t.TimeoutSeconds), cell(t.Command, 50), cell(compactJSON(t.Params), 40), last[i].count, last[i].summary())
 			}
 			return tw.Flush()
 		}),
@@ -176,6 +196,11 @@ task's whole params or env object. --timeout 0 removes the timeout.`,
 			patch := map[string]any{}
 			fl := cmd.Flags()
 			if fl.Changed("command") {
+				if !fl.Changed("type") {
+					if err := c.checkFunctionName(cmd.Context(), command); err != nil {
+						return err
+					}
+				}
 				patch["command"] = command
 			}
 			if fl.Changed("type") {
@@ -197,7 +222,7 @@ task's whole params or env object. --timeout 0 removes the timeout.`,
 			if fl.Changed("timeout") {
 				switch {
 				case timeout < 0:
-					return fmt.Errorf("--timeout must not be negative")
+					return usagef("--timeout must not be negative")
 				case timeout == 0:
 					patch["timeout_seconds"] = nil
 				default:
@@ -208,7 +233,7 @@ task's whole params or env object. --timeout 0 removes the timeout.`,
 				patch["retries"] = retries
 			}
 			if len(patch) == 0 {
-				return fmt.Errorf("nothing to update: give --command, --type, --enable, --disable, --param, --env, --timeout or --retries")
+				return usagef("nothing to update: give --command, --type, --enable, --disable, --param, --env, --timeout or --retries")
 			}
 			data, err := c.call(cmd.Context(), http.MethodPatch, "/api/v1/tasks/"+pathID(args[0]), nil, patch)
 			if err != nil {
@@ -274,6 +299,10 @@ func newTaskOrphanedCommand(f *clientFlags) *cobra.Command {
 			if c.json {
 				return c.printJSON(data)
 			}
+			if len(out.OrphanedTasks) == 0 {
+				fmt.Fprintln(c.errOut, "no orphaned tasks"+filtered(cmd, "reason"))
+				return nil
+			}
 			tw := c.table()
 			fmt.Fprintln(tw, "ID\tTYPE\tENABLED\tREASON\tCOMMAND")
 			for _, o := range out.OrphanedTasks {
@@ -303,6 +332,10 @@ func newTaskFunctionsCommand(f *clientFlags) *cobra.Command {
 			}
 			if c.json {
 				return c.printJSON(data)
+			}
+			if len(fns) == 0 {
+				fmt.Fprintln(c.errOut, "no functions registered on this server (shell tasks still run)")
+				return nil
 			}
 			tw := c.table()
 			fmt.Fprintln(tw, "NAME\tPARAMS\tINJECTS\tDESCRIPTION")
@@ -420,23 +453,32 @@ func executeBody(params []string, env []string) (any, error) {
 
 func newTaskRunCommand(f *clientFlags) *cobra.Command {
 	var params, env []string
-	var wait, follow bool
+	var wait, follow, detach, quiet bool
 	cmd := &cobra.Command{
 		Use:   "run ID",
 		Short: "Run a task as a new job",
-		Long: `Run a task as a new job and print the job's id.
+		Long: `Run a task as a new job and print the job's id on stdout.
 
---wait waits for the job to end and prints it; --follow prints its output live, stdout
-lines on stdout and stderr lines on stderr. With either, the exit status is the job's
-outcome: a shell job's own exit code, or for a function job 0 if it completed, else 1.
-Interrupting the command only stops watching; the job keeps running (see job cancel).`,
+--wait waits for the job to end; --follow also prints its output live, stdout lines on
+stdout and stderr lines on stderr. With either, the job's id comes first, attempts of a
+retried job are marked, a function job's progress is drawn as a bar on a terminal, and
+one last line gives the status, the duration and the result or error (all on stderr;
+-q leaves them out, -o json prints the finished job on stdout). The exit status is the
+job's outcome: 0 if it completed, a failed shell job's own exit code, else 1.
+
+Ctrl-C cancels the job, since this command started it; with --detach it only stops
+watching and the job keeps running. Either way the command exits 130.`,
 		Example: `  servicekit task run 01K… --param name=Alice --wait
-  servicekit task run 01K… --follow`,
+  servicekit task run 01K… --follow
+  servicekit task run 01K… --follow --detach   # Ctrl-C leaves the job running`,
 		Args: cobra.ExactArgs(1),
 		RunE: reported(func(cmd *cobra.Command, args []string) error {
 			c, err := f.client(cmd)
 			if err != nil {
 				return err
+			}
+			if detach && !wait && !follow {
+				return usagef("--detach only applies with --wait or --follow")
 			}
 			body, err := executeBody(params, env)
 			if err != nil {
@@ -457,26 +499,23 @@ Interrupting the command only stops watching; the job keeps running (see job can
 				fmt.Fprintln(c.out, acc.JobID)
 				return nil
 			}
-			var onLog func(stream, line string)
-			if follow {
-				onLog = c.printLogLine
-			}
-			raw, rec, err := c.watchJob(cmd.Context(), acc.JobID, onLog)
-			if err != nil {
-				return err
-			}
-			if wait {
-				if err := c.printJobData(raw); err != nil {
-					return err
+			d := c.newDisplay(acc.JobID, quiet)
+			d.submitted(detach)
+			raw, err := c.follow(cmd.Context(), d, watchOpts{logs: follow, cancel: !detach, final: true})
+			if raw != nil && c.json {
+				if perr := c.printJSON(raw); perr != nil {
+					return perr
 				}
 			}
-			return jobOutcome(rec, c.errOut, !wait)
+			return err
 		}),
 	}
 	fl := cmd.Flags()
 	fl.StringArrayVar(&params, "param", nil, "function argument key=value, merged over the task's params (repeatable)")
 	fl.StringArrayVar(&env, "env", nil, "environment variable NAME=value, merged over the task's env (repeatable)")
-	fl.BoolVar(&wait, "wait", false, "wait until the job ends and print it")
-	fl.BoolVarP(&follow, "follow", "f", false, "print the job's output live until it ends")
+	fl.BoolVar(&wait, "wait", false, "wait until the job ends; exit with its outcome")
+	fl.BoolVarP(&follow, "follow", "f", false, "print the job's output live until it ends; exit with its outcome")
+	fl.BoolVar(&detach, "detach", false, "with --wait/--follow: Ctrl-C stops watching instead of canceling the job")
+	fl.BoolVarP(&quiet, "quiet", "q", false, "with --wait/--follow: print no status lines, only the job's output and errors")
 	return cmd
 }

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +19,8 @@ import (
 	"time"
 
 	"github.com/servicekit/servicekit"
+	"github.com/servicekit/servicekit/artifact"
+	"github.com/servicekit/servicekit/job"
 	"github.com/servicekit/servicekit/task"
 )
 
@@ -30,29 +34,61 @@ type clientEnv struct {
 	t   *testing.T
 	svc *servicekit.Service
 	url string
+
+	mu       sync.Mutex
+	requests []string // "METHOD path?query" of every request, in order
 }
 
-func newClientEnv(t *testing.T) *clientEnv {
+// envOptions change the test service: functions to register besides
+// greet_user, and API keys to require.
+type envOptions struct {
+	register func(*task.Registry)
+	keys     []string
+}
+
+func newClientEnv(t *testing.T) *clientEnv { return newClientEnvWith(t, envOptions{}) }
+
+func newClientEnvWith(t *testing.T, o envOptions) *clientEnv {
 	t.Helper()
 	reg := task.NewRegistry()
 	reg.MustRegister("greet_user", func(p greetParams) map[string]any {
 		return map[string]any{"message": "Hello, " + p.Name + "!"}
 	}, task.Description("Greets someone"))
+	if o.register != nil {
+		o.register(reg)
+	}
 	ctx := context.Background()
 	svc, err := servicekit.New(servicekit.Info{DisplayName: "t"}).
 		WithDatabase("sqlite:///" + filepath.Join(t.TempDir(), "t.db")).
 		WithRegistry(reg).WithTasks().WithShutdownTimeout(2 * time.Second).
+		WithJobOptions(job.Options{RetryBackoff: time.Millisecond}).
+		WithAPIKeys(o.keys...).
 		Build(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(svc)
+	e := &clientEnv{t: t, svc: svc}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		e.requests = append(e.requests, r.Method+" "+r.URL.RequestURI())
+		e.mu.Unlock()
+		svc.ServeHTTP(w, r)
+	}))
 	t.Cleanup(func() { srv.Close(); svc.Close() })
-	return &clientEnv{t: t, svc: svc, url: srv.URL}
+	e.url = srv.URL
+	return e
+}
+
+// requestsSince returns the requests made after the first n, and the new n.
+func (e *clientEnv) requestsSince(n int) ([]string, int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.requests[n:]), len(e.requests)
 }
 
 type cliResult struct {
 	stdout, stderr string
+	code           int // the exit status cli.Main would exit with
 	err            error
 }
 
@@ -66,8 +102,8 @@ func (e *clientEnv) run(group string, args ...string) cliResult {
 func (e *clientEnv) ok(group string, args ...string) string {
 	e.t.Helper()
 	r := e.run(group, args...)
-	if r.err != nil {
-		e.t.Fatalf("servicekit %s %v: %v\nstderr: %s", group, args, r.err, r.stderr)
+	if r.err != nil || r.code != 0 {
+		e.t.Fatalf("servicekit %s %v: exit %d: %v\nstderr: %s", group, args, r.code, r.err, r.stderr)
 	}
 	return r.stdout
 }
@@ -83,15 +119,40 @@ func (e *clientEnv) okJSON(v any, group string, args ...string) {
 
 func runCLI(t *testing.T, args ...string) cliResult {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return runCLIContext(ctx, args...)
+}
+
+// runCLIContext runs the command line as cli.Main does, with ctx standing
+// in for Main's: canceling it with cause errInterrupted is a Ctrl-C.
+func runCLIContext(ctx context.Context, args ...string) cliResult {
 	cmd := NewRootCommand(servicekit.Info{DisplayName: "t"})
-	var out, errb bytes.Buffer
+	var out, errb syncBuffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&errb)
 	cmd.SetArgs(args)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err := cmd.ExecuteContext(ctx)
-	return cliResult{stdout: out.String(), stderr: errb.String(), err: err}
+	code, err := execute(ctx, cmd)
+	return cliResult{stdout: out.String(), stderr: errb.String(), code: code, err: err}
+}
+
+// syncBuffer is a bytes.Buffer safe for a test goroutine to read while the
+// command writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func contains(t *testing.T, what, got string, wants ...string) {
@@ -101,17 +162,6 @@ func contains(t *testing.T, what, got string, wants ...string) {
 			t.Errorf("%s: want %q in:\n%s", what, w, got)
 		}
 	}
-}
-
-// exitCode is what cli.Main would exit with for err.
-func exitCode(err error) int {
-	if err == nil {
-		return 0
-	}
-	if e, ok := err.(interface{ ExitCode() int }); ok {
-		return e.ExitCode()
-	}
-	return 1
 }
 
 func TestTaskCRUD(t *testing.T) {
@@ -158,10 +208,10 @@ func TestTaskCRUD(t *testing.T) {
 	out = e.ok("task", "delete", created.ID)
 	contains(t, "delete", out, "deleted task "+created.ID)
 	r = e.run("task", "get", created.ID)
-	if exitCode(r.err) == 0 {
-		t.Fatal("get of a deleted task succeeded")
+	if r.code != ExitUsage {
+		t.Fatalf("get of a deleted task: exit %d", r.code)
 	}
-	contains(t, "get deleted", r.stderr, "servicekit: Not Found (404): ")
+	contains(t, "get deleted", r.stderr, "servicekit: Not Found: ")
 	if r.stdout != "" {
 		t.Errorf("stdout of a failed command: %q", r.stdout)
 	}
@@ -192,7 +242,7 @@ func TestTaskFunctionsAndOrphaned(t *testing.T) {
 	if r.err == nil {
 		t.Error("orphaned --reason bogus succeeded")
 	}
-	contains(t, "orphaned bad reason", r.stderr, "(400)", "bogus")
+	contains(t, "orphaned bad reason", r.stderr, "Bad Request: ", "bogus")
 }
 
 func TestTaskRunWait(t *testing.T) {
@@ -200,8 +250,18 @@ func TestTaskRunWait(t *testing.T) {
 	var tk task.Task
 	e.okJSON(&tk, "task", "create", "greet_user")
 
-	out := e.ok("task", "run", tk.ID, "--param", "name=Alice", "--wait")
-	contains(t, "run --wait", out, "Status:", "completed", `{"message":"Hello, Alice!"}`, "Artifact:")
+	// --wait: the job id first, then one final line, both on stderr;
+	// stdout stays empty for data.
+	r := e.run("task", "run", tk.ID, "--param", "name=Alice", "--wait")
+	if r.code != 0 || r.stdout != "" {
+		t.Fatalf("run --wait: exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
+	}
+	lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+	if len(lines) != 2 || !regexp.MustCompile(`^job [0-9A-Z]{26} submitted; Ctrl-C cancels it`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^job [0-9A-Z]{26} completed in (<1ms|\d+ms|\d+\.\ds): \{"message":"Hello, Alice!"\}$`).MatchString(lines[1]) ||
+		lines[0][4:30] != lines[1][4:30] {
+		t.Errorf("run --wait stderr:\n%s", r.stderr)
+	}
 
 	var job struct {
 		ID         string         `json:"id"`
@@ -219,7 +279,8 @@ func TestTaskRunWait(t *testing.T) {
 	if len(id) != 26 {
 		t.Errorf("run printed %q, want a job id", id)
 	}
-	out = e.ok("job", "get", id)
+	// Ids are case-insensitive, as Crockford base32 is.
+	out := e.ok("job", "get", strings.ToLower(id))
 	contains(t, "job get", out, id, tk.ID, "greet_user")
 }
 
@@ -229,16 +290,26 @@ func TestTaskRunFollowExitCode(t *testing.T) {
 	e.okJSON(&tk, "task", "create", "echo a; echo b >&2; exit 7")
 
 	r := e.run("task", "run", tk.ID, "--follow")
-	if got := exitCode(r.err); got != 7 {
-		t.Fatalf("exit code %d (err %v), want 7; stderr: %s", got, r.err, r.stderr)
+	if r.code != 7 {
+		t.Fatalf("exit code %d (err %v), want 7; stderr: %s", r.code, r.err, r.stderr)
 	}
 	var outcome *JobOutcomeError
 	if !errors.As(r.err, &outcome) || outcome.Status != "failed" {
-		t.Errorf("err = %#v", r.err)
+		t.Fatalf("err = %#v", r.err)
 	}
-	// The job's own streams, nothing more: its stderr is what it wrote.
-	if r.stdout != "a\n" || r.stderr != "b\n" {
-		t.Errorf("stdout %q, stderr %q; want \"a\\n\", \"b\\n\"", r.stdout, r.stderr)
+	// stdout is the job's stdout; stderr the job's id, its stderr and the
+	// final line.
+	if r.stdout != "a\n" {
+		t.Errorf("stdout %q, want \"a\\n\"", r.stdout)
+	}
+	want := "job " + outcome.JobID + " submitted; Ctrl-C cancels it (--detach leaves it running)\nb\n"
+	if !strings.HasPrefix(r.stderr, want) || !regexp.MustCompile(`\njob `+outcome.JobID+` failed in \S+ \(exit code 7\): exit status 7\n$`).MatchString(r.stderr) {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	// -q: the job's own streams, nothing more.
+	r = e.run("task", "run", tk.ID, "--follow", "-q")
+	if r.code != 7 || r.stdout != "a\n" || r.stderr != "b\n" {
+		t.Errorf("-q: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 
 	// job logs: both streams, one stream, and -f on a finished job. The
@@ -255,18 +326,24 @@ func TestTaskRunFollowExitCode(t *testing.T) {
 	if out := e.ok("job", "logs", outcome.JobID, "--stream", "stderr"); out != "b\n" {
 		t.Errorf("job logs --stream stderr = %q", out)
 	}
-	if out := e.ok("job", "logs", outcome.JobID, "-f"); sorted(out) != "a\nb\n" {
-		t.Errorf("job logs -f = %q", out)
+	// -f exits with the job's outcome, and says how it ended on stderr.
+	r = e.run("job", "logs", outcome.JobID, "-f")
+	if sorted(r.stdout) != "a\nb\n" || r.code != 7 || !strings.Contains(r.stderr, "failed in ") {
+		t.Errorf("job logs -f: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	if out := e.ok("job", "logs", outcome.JobID, "-f", "--stream", "stdout"); out != "a\n" {
-		t.Errorf("job logs -f --stream stdout = %q", out)
+	r = e.run("job", "logs", strings.ToLower(outcome.JobID), "-f", "--stream", "stdout")
+	if r.stdout != "a\n" || r.code != 7 {
+		t.Errorf("job logs -f --stream stdout: exit %d, stdout %q", r.code, r.stdout)
 	}
 
-	// A shell job that succeeds exits 0; --follow --wait also prints the job.
+	// A shell job that succeeds exits 0; the final line has its exit code.
 	var ok task.Task
 	e.okJSON(&ok, "task", "create", "echo done")
-	out := e.ok("task", "run", ok.ID, "--follow", "--wait")
-	contains(t, "follow+wait", out, "done\n", "Status:", "completed", "Exit code:")
+	r = e.run("task", "run", ok.ID, "--follow", "--wait")
+	if r.code != 0 || r.stdout != "done\n" {
+		t.Errorf("follow+wait: exit %d, stdout %q", r.code, r.stdout)
+	}
+	contains(t, "follow+wait", r.stderr, " completed in ", "(exit code 0)")
 }
 
 func TestTaskRunFollowLive(t *testing.T) {
@@ -324,13 +401,13 @@ func TestJobListGetCancel(t *testing.T) {
 	if r.err == nil {
 		t.Fatal("canceling a finished job succeeded")
 	}
-	contains(t, "cancel again", r.stderr, "servicekit: Conflict (409): ", "already finished")
+	contains(t, "cancel again", r.stderr, "servicekit: Conflict: ", "already finished")
 
 	r = e.run("job", "get", "not-an-id")
-	contains(t, "bad id", r.stderr, "(400)", "not a valid ULID")
+	contains(t, "bad id", r.stderr, "Bad Request: ", "not a valid ULID")
 
 	r = e.run("job", "list", "--status", "bogus")
-	contains(t, "bad status", r.stderr, "(400)", "bogus")
+	contains(t, "bad status", r.stderr, "Bad Request: ", "bogus")
 }
 
 func TestArtifactGetTree(t *testing.T) {
@@ -371,7 +448,9 @@ func TestArtifactGetTree(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("tree:\n%s", out)
 	}
-	contains(t, "tree header", lines[0], "ID", "LEVEL")
+	if h := strings.Join(strings.Fields(lines[0]), " "); h != "ID LEVEL CREATED" {
+		t.Errorf("tree header %q: LABEL would only repeat level_<n>", h)
+	}
 	for i, want := range []struct {
 		prefix, level string
 	}{{job.ArtifactID, "0"}, {"  " + child.ID, "1"}, {"    " + grandchild.ID, "2"}} {
@@ -380,6 +459,10 @@ func TestArtifactGetTree(t *testing.T) {
 			t.Errorf("tree line %d = %q, want %q at level %s", i+1, lines[i+1], want.prefix, want.level)
 		}
 	}
+	// Named levels say more than the number: then LABEL is shown.
+	e.svc.Artifacts.Hierarchy = artifact.Hierarchy{Name: "ml", LevelLabels: []string{"experiment", "run"}}
+	out = e.ok("artifact", "tree", job.ArtifactID)
+	contains(t, "named tree", out, "LABEL", "experiment", "run", "level_2")
 	var tree struct {
 		ID       string `json:"id"`
 		Children []struct {
@@ -395,32 +478,82 @@ func TestArtifactGetTree(t *testing.T) {
 	}
 }
 
+// TestProblems checks that a refused request exits ExitUsage with the
+// problem on one line, whatever the status.
 func TestProblems(t *testing.T) {
 	e := newClientEnv(t)
 	var tk task.Task
 	e.okJSON(&tk, "task", "create", "greet_user", "--disabled")
 
-	r := e.run("task", "run", tk.ID, "--wait")
-	if exitCode(r.err) != 1 {
-		t.Errorf("run disabled: exit %d", exitCode(r.err))
+	oneLine := func(what string, r cliResult, wants ...string) {
+		t.Helper()
+		if r.code != ExitUsage {
+			t.Errorf("%s: exit %d, want %d; stderr %s", what, r.code, ExitUsage, r.stderr)
+		}
+		if strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "servicekit: ") {
+			t.Errorf("%s: want one line on stderr, got:\n%s", what, r.stderr)
+		}
+		contains(t, what, r.stderr, wants...)
+		if r.stdout != "" {
+			t.Errorf("%s: stdout %q", what, r.stdout)
+		}
 	}
-	contains(t, "run disabled", r.stderr, "servicekit: Conflict (409): Cannot execute disabled task "+tk.ID)
+	r := e.run("task", "run", tk.ID, "--wait")
+	oneLine("409", r, "servicekit: Conflict: Cannot execute disabled task "+tk.ID)
 	var p *ProblemError
 	if !errors.As(r.err, &p) || p.Status != 409 {
 		t.Errorf("err = %#v, want a *ProblemError", r.err)
 	}
+	oneLine("404", e.run("job", "get", "01ARZ3NDEKTSV4RRFFQ69G5FAV"), "servicekit: Not Found: ")
+	oneLine("400", e.run("task", "get", "not-an-id"), "servicekit: Bad Request: ", "not-an-id")
+	// Validation problems list each invalid input, still on the one line.
+	oneLine("422", e.run("task", "create", "greet_user", "--param", "name=3", "--param", "bogus=true"),
+		"servicekit: Unprocessable Entity: ", "(body.params.", "; body.params.", "bogus")
 
-	// Validation problems list each invalid input on its own line.
-	r = e.run("task", "create", "greet_user", "--param", "name=3", "--param", "bogus=true")
-	if r.err == nil {
-		t.Fatal("create with bad params succeeded")
+	keyed := newClientEnvWith(t, envOptions{keys: []string{"sekret"}})
+	oneLine("401", keyed.run("task", "list"), "servicekit: Unauthorized: ", "--api-key or SERVICEKIT_API_KEY")
+	if r := keyed.run("task", "list", "--api-key", "sekret"); r.code != 0 {
+		t.Errorf("with the key: exit %d, %s", r.code, r.stderr)
 	}
-	contains(t, "validation", r.stderr, "servicekit: Unprocessable Entity (422): ", "\n  - body.params.bogus: ")
+}
 
-	r = e.run("task", "create", "x", "-o", "yaml")
-	contains(t, "bad output", r.stderr, `--output "yaml"`)
-	r = e.run("task", "create", "x", "--param", "novalue")
-	contains(t, "bad param", r.stderr, `--param "novalue": want key=value`)
+// TestUsageErrors checks that every way of calling a command wrong exits
+// ExitUsage with a message, cobra's findings and the commands' own alike.
+func TestUsageErrors(t *testing.T) {
+	e := newClientEnv(t)
+	for _, c := range []struct {
+		args  []string
+		wants []string
+	}{
+		{[]string{"task", "bogus"}, []string{`unknown command "bogus" for "servicekit task"`, "Run 'servicekit task --help' for usage."}},
+		{[]string{"task", "lsit"}, []string{`unknown command "lsit"`, "did you mean list?"}},
+		{[]string{"job", "bogus"}, []string{`unknown command "bogus" for "servicekit job"`}},
+		{[]string{"artifact", "bogus"}, []string{`unknown command "bogus" for "servicekit artifact"`}},
+		{[]string{"bogus"}, []string{`unknown command "bogus" for "servicekit"`}},
+		{[]string{"task", "create"}, []string{"requires at least 1 arg", "Run 'servicekit task create --help'"}},
+		{[]string{"job", "list", "--bogus"}, []string{"unknown flag: --bogus"}},
+		{[]string{"job", "list", "--limit", "0"}, []string{"--limit 0: want 1 to 1000"}},
+		{[]string{"job", "logs", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "--stream", "both"}, []string{`--stream "both"`}},
+		{[]string{"task", "create", "x", "-o", "yaml"}, []string{`--output "yaml"`}},
+		{[]string{"task", "create", "echo hi", "--param", "novalue"}, []string{`--param "novalue": want key=value`}},
+		{[]string{"task", "run", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "--detach"}, []string{"--detach only applies with --wait or --follow"}},
+		{[]string{"task", "update", "01ARZ3NDEKTSV4RRFFQ69G5FAV"}, []string{"nothing to update"}},
+		{[]string{"serve", "--log-level", "loud"}, []string{`--log-level "loud"`}},
+	} {
+		args := c.args
+		if args[0] != "serve" && args[0] != "bogus" {
+			args = append([]string{args[0], "--server=" + e.url}, args[1:]...)
+		}
+		r := runCLI(t, args...)
+		if r.code != ExitUsage {
+			t.Errorf("%v: exit %d, want %d; stderr %s", c.args, r.code, ExitUsage, r.stderr)
+		}
+		contains(t, strings.Join(c.args, " "), r.stderr, c.wants...)
+	}
+	// A group alone is a request for its help, not an error.
+	if r := runCLI(t, "task"); r.code != 0 || !strings.Contains(r.stdout, "Available Commands") {
+		t.Errorf("servicekit task: exit %d, stdout %s", r.code, r.stdout)
+	}
 }
 
 func TestConnectionRefused(t *testing.T) {
@@ -431,8 +564,8 @@ func TestConnectionRefused(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	r := runCLI(t, "job", "--server", "http://"+addr, "list")
-	if exitCode(r.err) != 1 {
-		t.Errorf("exit %d", exitCode(r.err))
+	if r.code != ExitUnreachable {
+		t.Errorf("exit %d, want %d", r.code, ExitUnreachable)
 	}
 	var ce *ConnectError
 	if !errors.As(r.err, &ce) {

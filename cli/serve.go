@@ -2,9 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -39,6 +43,9 @@ type ServeConfig struct {
 	Insecure        bool
 	Shell           string
 	ShellAllow      string
+	Lease           time.Duration
+	PprofAddr       string
+	LogOutput       io.Writer // where the server logs; os.Stderr when nil
 }
 
 func envOr(name, def string) string {
@@ -70,13 +77,16 @@ func newServeCommand(info servicekit.Info) *cobra.Command {
 		Use:   "serve",
 		Short: "Run the servicekit server (API, job engine and web console)",
 		Long: `Run the servicekit server. With no flags it serves on 127.0.0.1:8000 with an embedded
-SQLite database at ./servicekit.db, created and migrated automatically.`,
+SQLite database at ./servicekit.db, created and migrated automatically. The address is
+claimed before the database is touched, so a port in use fails at once and creates nothing.
+SIGINT or SIGTERM shut it down gracefully (exit 0); it exits 1 when it cannot start or
+fails, 2 for a bad flag.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: reported(func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return Serve(ctx, info, c, nil)
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&c.Addr, "addr", envOr("SERVICEKIT_ADDR", "127.0.0.1:8000"), "listen address (SERVICEKIT_ADDR)")
@@ -91,6 +101,8 @@ SQLite database at ./servicekit.db, created and migrated automatically.`,
 	f.StringVar(&c.APIKeyHeader, "api-key-header", envOr("SERVICEKIT_API_KEY_HEADER", "X-API-Key"), "header carrying the API key (Authorization: Bearer is always accepted)")
 	f.StringVar(&c.Shell, "shell", envOr("SERVICEKIT_SHELL", "any"), "shell policy: any, allowlist or off (SERVICEKIT_SHELL)")
 	f.StringVar(&c.ShellAllow, "shell-allow", envOr("SERVICEKIT_SHELL_ALLOW", ""), "with --shell allowlist: executables allowed, by name or absolute path, comma-separated (SERVICEKIT_SHELL_ALLOW)")
+	f.DurationVar(&c.Lease, "lease", envDuration("SERVICEKIT_LEASE", 30*time.Second), "how long a running job's claim lasts without renewal: a dead node's jobs are rescued after about this long (SERVICEKIT_LEASE)")
+	f.StringVar(&c.PprofAddr, "pprof-addr", envOr("SERVICEKIT_PPROF_ADDR", ""), "serve Go's net/http/pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default; never expose it)")
 	f.BoolVar(&c.Insecure, "insecure", false, "allow a non-loopback address with shell policy any and no API keys")
 	c.APIKeys = httpapi.ParseKeys(os.Getenv("SERVICEKIT_API_KEYS"))
 	return cmd
@@ -98,17 +110,28 @@ SQLite database at ./servicekit.db, created and migrated automatically.`,
 
 // Serve runs the server until ctx is done. ready, if not nil, gets the
 // bound address once the server listens.
+//
+// It listens before it opens the database: a second `servicekit serve` on
+// a port in use then fails at once with a message that says how to pick
+// another address, and has not created ./servicekit.db on the way out.
 func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(net.Addr)) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return fmt.Errorf("--log-level %q: %w", c.LogLevel, err)
+		return usagef("--log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logOut := c.LogOutput
+	if logOut == nil {
+		logOut = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 	if c.MaxConcurrency < 1 {
-		return fmt.Errorf("--max-concurrency must be at least 1")
+		return usagef("--max-concurrency must be at least 1")
+	}
+	if c.Lease != 0 && c.Lease < 300*time.Millisecond {
+		return fmt.Errorf("--lease %s is too short: at least 300ms (leases are renewed every lease/3)", c.Lease)
 	}
 	if c.OutputLimit < 1 {
-		return fmt.Errorf("--output-limit must be at least 1 byte")
+		return usagef("--output-limit must be at least 1 byte")
 	}
 	keys := c.APIKeys
 	if c.APIKeyFile != "" {
@@ -123,20 +146,39 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 	}
 	mode, err := shell.ParseMode(c.Shell)
 	if err != nil {
-		return fmt.Errorf("--shell: %w", err)
+		return usagef("--shell: %v", err)
 	}
 	policy, err := shell.NewPolicy(mode, shell.ParseAllowList(c.ShellAllow))
 	if err != nil {
-		return fmt.Errorf("shell policy: %w", err)
+		return usagef("shell policy: %v", err)
 	}
 	if err := checkExposure(c.Addr, len(keys) > 0 || mode != shell.ModeAny, c.Insecure); err != nil {
+		return err
+	}
+	if c.PprofAddr != "" {
+		// A separate listener with its own mux: profiles are never on the API
+		// port, whatever the API keys.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		ln, err := net.Listen("tcp", c.PprofAddr)
+		if err != nil {
+			return fmt.Errorf("--pprof-addr: %w", err)
+		}
+		go http.Serve(ln, mux)
+		log.Info("pprof profiles served", "addr", ln.Addr().String())
+	}
+	ln, err := listen(c.Addr)
+	if err != nil {
 		return err
 	}
 	svc, err := servicekit.New(info).
 		WithHealth().
 		WithDatabase(c.Database).
 		WithJobs(c.MaxConcurrency).
-		WithJobOptions(job.Options{OutputLimit: c.OutputLimit, Retention: c.JobRetention, MaxPending: c.MaxPending}).
+		WithJobOptions(job.Options{OutputLimit: c.OutputLimit, Retention: c.JobRetention, MaxPending: c.MaxPending, Lease: c.Lease}).
 		WithAPIKeys(keys...).
 		WithShellPolicy(policy).
 		WithAPIKeyHeader(c.APIKeyHeader).
@@ -145,9 +187,38 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 		WithTasks().
 		Build(ctx)
 	if err != nil {
+		ln.Close()
 		return err
 	}
-	return svc.ListenAndServe(ctx, c.Addr, ready)
+	return svc.Serve(ctx, ln, ready)
+}
+
+// listen claims addr, turning the two failures a user meets on the first
+// day into messages that say what to do.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	switch {
+	case err == nil:
+		return ln, nil
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("cannot listen on %s: the address is already in use (another servicekit serve?); "+
+			"pick another with --addr HOST:PORT or SERVICEKIT_ADDR, e.g. --addr %s", addr, nextPort(addr))
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("cannot listen on %s: permission denied (ports below 1024 need privileges); "+
+			"pick another with --addr HOST:PORT or SERVICEKIT_ADDR", addr)
+	}
+	return nil, fmt.Errorf("cannot listen on %s (--addr / SERVICEKIT_ADDR): %w", addr, err)
+}
+
+// nextPort is addr with the port after its own, the likeliest free one to
+// suggest.
+func nextPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n <= 0 || n >= 65535 {
+		return "127.0.0.1:8001"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n+1))
 }
 
 func newMigrateCommand() *cobra.Command {
@@ -157,7 +228,7 @@ func newMigrateCommand() *cobra.Command {
 		Use:   "migrate",
 		Short: "Apply pending database migrations (or show them with --status)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: reported(func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			db, err := store.Open(ctx, database)
 			if err != nil {
@@ -182,7 +253,7 @@ func newMigrateCommand() *cobra.Command {
 				fmt.Fprintf(out, "%-8s %-40s %s\n", m.State, m.Source.Path, applied)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&database, "database", envOr("SERVICEKIT_DATABASE_URL", store.DefaultURL), "database URL (SERVICEKIT_DATABASE_URL)")
 	cmd.Flags().BoolVar(&status, "status", false, "only show which migrations are applied")
@@ -198,7 +269,7 @@ func checkExposure(addr string, safe, insecure bool) error {
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("--addr %q: %w", addr, err)
+		return usagef("--addr %q: %v", addr, err)
 	}
 	if host == "localhost" {
 		return nil
@@ -206,7 +277,7 @@ func checkExposure(addr string, safe, insecure bool) error {
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	return fmt.Errorf(`refusing to listen on %s: it is not a loopback address, the shell policy is "any" and no API keys are set,
+	return usagef(`refusing to listen on %s: it is not a loopback address, the shell policy is "any" and no API keys are set,
 so anyone who can reach this port could run any shell command as this user. Fix it with one of:
   - set API keys: SERVICEKIT_API_KEYS=key1,key2 or --api-key-file FILE
   - restrict shell tasks: --shell allowlist --shell-allow echo,python3 (or --shell off)

@@ -81,3 +81,76 @@ func TestServeWithKeyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestServePortInUse starts serve on a port another listener holds, with
+// the default database: it must fail at once, say how to pick another
+// address, and not have created ./servicekit.db.
+func TestServePortInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	t.Chdir(t.TempDir())
+	t.Setenv("SERVICEKIT_DATABASE_URL", "")
+	r := runCLI(t, "serve", "--addr", busy.Addr().String())
+	if r.code != ExitJobFailed {
+		t.Errorf("exit %d, want %d", r.code, ExitJobFailed)
+	}
+	contains(t, "port in use", r.stderr, "servicekit: cannot listen on "+busy.Addr().String(),
+		"already in use", "--addr HOST:PORT or SERVICEKIT_ADDR", "e.g. --addr "+nextPort(busy.Addr().String()))
+	if p := busy.Addr().(*net.TCPAddr).Port; nextPort(busy.Addr().String()) != "127.0.0.1:"+strconv.Itoa(p+1) {
+		t.Errorf("nextPort(%s) = %s", busy.Addr(), nextPort(busy.Addr().String()))
+	}
+	if strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("want one line, got:\n%s", r.stderr)
+	}
+	if _, err := os.Stat("servicekit.db"); !os.IsNotExist(err) {
+		t.Errorf("servicekit.db was created (stat: %v)", err)
+	}
+}
+
+// TestServeLogsConsoleURL reads the startup line: it names the console URL.
+func TestServeLogsConsoleURL(t *testing.T) {
+	var logs syncBuffer
+	c := ServeConfig{Addr: "127.0.0.1:0", Database: "sqlite://:memory:", MaxConcurrency: 1, OutputLimit: 1 << 10,
+		ShutdownTimeout: time.Second, LogLevel: "info", LogOutput: &logs}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, servicekit.Info{}, c, func(a net.Addr) { addrc <- a }) }()
+	var addr net.Addr
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	line := ""
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, "servicekit listening") {
+			line = l
+		}
+	}
+	contains(t, "startup line", line, "console=http://"+addr.String()+"/")
+}
+
+func TestConsoleURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:8000": "http://127.0.0.1:8000/",
+		"0.0.0.0:8000":   "http://localhost:8000/",
+		"[::]:8000":      "http://localhost:8000/",
+		"[::1]:9":        "http://[::1]:9/",
+	} {
+		a, err := net.ResolveTCPAddr("tcp", in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := servicekit.ConsoleURL(a); got != want {
+			t.Errorf("servicekit.ConsoleURL(%s) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -63,9 +64,12 @@ func (s *Server) registerArtifacts() {
 		Location string `header:"Location"`
 		Body     *artifact.Artifact
 	}, error) {
-		if p := in.Body.ParentID; p != nil && !ids.Valid(*p) {
-			msg := "parent_id " + strconv.Quote(*p) + " is not a valid ULID"
-			return nil, validationFailed(msg, FieldDetail{Location: "body.parent_id", Message: msg})
+		if p := in.Body.ParentID; p != nil {
+			if !ids.Valid(*p) {
+				msg := "parent_id " + strconv.Quote(*p) + " is not a valid ULID"
+				return nil, validationFailed(msg, FieldDetail{Location: "body.parent_id", Message: msg})
+			}
+			*p = strings.ToUpper(*p) // ids are stored in upper case; Crockford base32 ignores case
 		}
 		a, err := m.Save(ctx, in.Body.Data, in.Body.ParentID)
 		if err != nil {
@@ -133,8 +137,8 @@ func (s *Server) registerArtifacts() {
 		DefaultStatus: http.StatusNoContent,
 	}, func(ctx context.Context, in *struct {
 		ArtifactPath
-		// A string, not a bool, so a bad value is our 400 bad-request
-		// rather than huma's 422 for an unparsable query parameter.
+		// A string, not a bool, so the 400 for a bad value can list the
+		// values that work.
 		Cascade string `query:"cascade" doc:"true to delete the artifact with all its descendants"`
 	}) (*struct{}, error) {
 		if err := checkID("artifact id", in.ID); err != nil {

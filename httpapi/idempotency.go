@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/servicekit/servicekit/internal/sqlq"
 	"github.com/servicekit/servicekit/store"
 )
 
@@ -39,13 +40,13 @@ var idemFS embed.FS
 // idemQueries holds the statements rewritten for each dialect once: the
 // Server has no field for them, and the rewrite depends only on the dialect
 // (it is what [store.DB.Prepare] does).
-var idemQueries = func() map[store.Dialect]store.Queries {
-	q := store.MustLoadQueries(idemFS, "idempotency.sql")
-	out := map[store.Dialect]store.Queries{}
+var idemQueries = func() map[store.Dialect]sqlq.Queries {
+	q := sqlq.MustLoad(idemFS, "idempotency.sql")
+	out := map[store.Dialect]sqlq.Queries{}
 	for _, d := range []store.Dialect{store.SQLite, store.Postgres} {
-		out[d] = store.Queries{}
+		out[d] = sqlq.Queries{}
 		for name, s := range q {
-			out[d][name] = store.Rebind(d, s)
+			out[d][name] = sqlq.Rebind(d == store.Postgres, s)
 		}
 	}
 	return out
@@ -147,7 +148,7 @@ func (s *Server) idempotent(next http.Handler) http.Handler {
 
 // serveIdempotent claims the key and runs next, or answers from the record
 // another request holds, waiting for it if that request is still running.
-func (s *Server) serveIdempotent(w http.ResponseWriter, r *http.Request, next http.Handler, q store.Queries, scope, key, hash string) {
+func (s *Server) serveIdempotent(w http.ResponseWriter, r *http.Request, next http.Handler, q sqlq.Queries, scope, key, hash string) {
 	ctx := r.Context()
 	fail := func(err error) {
 		var p *Problem
@@ -229,7 +230,7 @@ func stillProcessing() *Problem {
 
 // runClaimed runs next for the request that won the key, then stores its
 // answer (or frees the key for a 5xx/429) and sends the answer on.
-func (s *Server) runClaimed(w http.ResponseWriter, r *http.Request, next http.Handler, q store.Queries, scope, key string, claimedAt int64) {
+func (s *Server) runClaimed(w http.ResponseWriter, r *http.Request, next http.Handler, q sqlq.Queries, scope, key string, claimedAt int64) {
 	rec := &idemRecorder{w: w}
 	settled := false
 	// The write outlives the client: if it hung up after the job was made,
@@ -279,7 +280,7 @@ func (s *Server) runClaimed(w http.ResponseWriter, r *http.Request, next http.Ha
 	w.Write(rec.body.Bytes())
 }
 
-func (s *Server) loadIdem(ctx context.Context, q store.Queries, scope, key string) (idemRecord, bool, error) {
+func (s *Server) loadIdem(ctx context.Context, q sqlq.Queries, scope, key string) (idemRecord, bool, error) {
 	var rec idemRecord
 	var loc, ct, body sql.NullString
 	err := s.d.DB.R.QueryRowContext(ctx, q["Load"], scope, key).

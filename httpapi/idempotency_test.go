@@ -16,7 +16,6 @@ import (
 
 	"github.com/servicekit/servicekit"
 	"github.com/servicekit/servicekit/internal/ids"
-	"github.com/servicekit/servicekit/store"
 	"github.com/servicekit/servicekit/task"
 )
 
@@ -79,7 +78,7 @@ func idemService(t *testing.T, dbURL string, apiKeys ...string) (*servicekit.Ser
 // idemExec runs one statement written with ? placeholders on svc's database.
 func idemExec(t *testing.T, svc *servicekit.Service, query string, args ...any) {
 	t.Helper()
-	if _, err := svc.DB.W.Exec(store.Rebind(svc.DB.Dialect, query), args...); err != nil {
+	if _, err := svc.DB.W.Exec(svc.DB.Rebind(query), args...); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -10,25 +9,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/servicekit/servicekit/job"
 )
 
 // Metrics are the Prometheus metrics of one service, on a registry of its
-// own so that two services in one process (tests, embedding) don't clash.
-// It is the scheduler's job.Observer.
+// own so that two services in one process (tests, embedding) don't clash:
+// the HTTP metrics here, the job metrics (job.Metrics) registered beside
+// them, and the Go and process collectors.
 type Metrics struct {
-	reg          *prometheus.Registry
-	requests     *prometheus.CounterVec
-	duration     *prometheus.HistogramVec
-	submitted    *prometheus.CounterVec
-	finished     *prometheus.CounterVec
-	jobDuration  *prometheus.HistogramVec
-	queueWait    *prometheus.HistogramVec
-	gaugesLinked bool
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
 }
 
-// NewMetrics makes the registry with the HTTP, job, Go and process metrics.
+// NewMetrics makes the registry with the HTTP, Go and process metrics.
 func NewMetrics() *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -38,61 +31,13 @@ func NewMetrics() *Metrics {
 		Name: "servicekit_http_request_duration_seconds", Help: "HTTP request duration by route template, method and status code.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"route", "method", "status"})
-	m.submitted = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "servicekit_jobs_submitted_total", Help: "Jobs submitted, by type.",
-	}, []string{"type"})
-	m.finished = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "servicekit_jobs_finished_total", Help: "Jobs that reached a terminal status, by type and status.",
-	}, []string{"type", "status"})
-	m.jobDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "servicekit_job_duration_seconds", Help: "Run time of the last attempt of finished jobs, by type and status.",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 12),
-	}, []string{"type", "status"})
-	m.queueWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "servicekit_job_queue_wait_seconds", Help: "Time from submit to start of an attempt, by type.",
-		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 12),
-	}, []string{"type"})
-	m.reg.MustRegister(m.requests, m.duration, m.submitted, m.finished, m.jobDuration, m.queueWait,
+	m.reg.MustRegister(m.requests, m.duration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// Registry is the registry, for a program that adds its own metrics.
+// Registry is the registry, for the job metrics and a program's own.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
-// Submitted implements job.Observer.
-func (m *Metrics) Submitted(jobType string) { m.submitted.WithLabelValues(jobType).Inc() }
-
-// Started implements job.Observer.
-func (m *Metrics) Started(r *job.Record, wait time.Duration) {
-	m.queueWait.WithLabelValues(r.Type).Observe(wait.Seconds())
-}
-
-// Finished implements job.Observer.
-func (m *Metrics) Finished(r *job.Record, status job.Status, ran time.Duration) {
-	m.finished.WithLabelValues(r.Type, string(status)).Inc()
-	m.jobDuration.WithLabelValues(r.Type, string(status)).Observe(ran.Seconds())
-}
-
-// linkGauges adds the pending and running gauges, read from the scheduler at scrape time.
-func (m *Metrics) linkGauges(j *job.Scheduler, log *slog.Logger) {
-	if m.gaugesLinked || j == nil {
-		return
-	}
-	m.gaugesLinked = true
-	m.reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "servicekit_jobs_pending", Help: "Jobs waiting to run, on all nodes."},
-			func() float64 {
-				n, err := j.PendingCount(context.Background())
-				if err != nil {
-					log.Warn("metrics: count pending jobs", "error", err)
-				}
-				return float64(n)
-			}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "servicekit_jobs_running", Help: "Jobs running on this node."},
-			func() float64 { return float64(j.RunningCount()) }),
-	)
-}
 
 func (m *Metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})

@@ -8,12 +8,26 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/servicekit/servicekit/job"
 )
 
 // CheckResult is one health check's outcome.
 type CheckResult struct {
 	State   string `json:"state" enum:"healthy,degraded,unhealthy"`
 	Message string `json:"message,omitempty"`
+}
+
+// HealthCheck is a check of the program's own that GET /health runs beside
+// the database and scheduler checks, with the same 2 s timeout.
+type HealthCheck struct {
+	// Name is its key in checks; "database" and "scheduler" are taken.
+	Name string
+	// Check returns nil when the dependency is fine.
+	Check func(ctx context.Context) error
+	// Degrades makes a failure "degraded" (still 200) instead of
+	// "unhealthy" (503), for a dependency the service can limp without.
+	Degrades bool
 }
 
 // Health is the body of GET /health.
@@ -34,6 +48,9 @@ type SystemInfo struct {
 	UptimeSeconds float64   `json:"uptime_seconds"`
 	Now           time.Time `json:"now"`
 	Database      string    `json:"database"`
+	// Nodes are the live server processes sharing the database (this one
+	// included), from their heartbeats.
+	Nodes []job.Node `json:"nodes"`
 }
 
 func (s *Server) registerService() {
@@ -68,6 +85,11 @@ func (s *Server) registerService() {
 			Goroutines: runtime.NumGoroutine(), StartedAt: s.d.Started.UTC(), UptimeSeconds: now.Sub(s.d.Started).Seconds(), Now: now}
 		if s.d.Jobs != nil {
 			si.Node = s.d.Jobs.Node()
+			nodes, err := s.d.Jobs.Nodes(ctx)
+			if err != nil {
+				return nil, s.toProblem(ctx, err)
+			}
+			si.Nodes = nodes
 		}
 		if s.d.DB != nil {
 			si.Database = s.d.DB.String()
@@ -94,6 +116,19 @@ func (s *Server) health(ctx context.Context) Health {
 		state, msg := s.d.Jobs.Health(cctx)
 		cancel()
 		h.Checks["scheduler"] = CheckResult{State: state, Message: msg}
+	}
+	for _, c := range s.d.HealthChecks {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := c.Check(cctx)
+		cancel()
+		switch {
+		case err == nil:
+			h.Checks[c.Name] = CheckResult{State: "healthy"}
+		case c.Degrades:
+			h.Checks[c.Name] = CheckResult{State: "degraded", Message: err.Error()}
+		default:
+			h.Checks[c.Name] = CheckResult{State: "unhealthy", Message: err.Error()}
+		}
 	}
 	for _, c := range h.Checks {
 		switch {

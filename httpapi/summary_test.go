@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/servicekit/servicekit/httpapi"
-	"github.com/servicekit/servicekit/store"
 	"github.com/servicekit/servicekit/task"
 )
 
@@ -51,7 +50,7 @@ func TestJobSummary(t *testing.T) {
 	thirtyAgo := now.Add(-30 * time.Minute).UnixMilli()
 	setFinished := func(id string, ms int64) {
 		t.Helper()
-		if _, err := svc.DB.W.ExecContext(ctx, store.Rebind(svc.DB.Dialect, `UPDATE jobs SET finished_at = ? WHERE id = ?`), ms, id); err != nil {
+		if _, err := svc.DB.W.ExecContext(ctx, svc.DB.Rebind(`UPDATE jobs SET finished_at = ? WHERE id = ?`), ms, id); err != nil {
 			t.Fatal(err)
 		}
 	}

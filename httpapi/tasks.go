@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -163,6 +164,10 @@ func (s *Server) registerTasks() {
 			body = *in.Body
 		}
 		r, err := m.Execute(ctx, in.ID, body)
+		if errors.Is(err, task.ErrDisabled) {
+			// SPEC §3 fixes the detail's start; the rest says how to get on.
+			return nil, problemf(409, "Cannot execute disabled task %s; enable it first: PATCH /api/v1/tasks/%s with the body {\"enabled\": true}", in.ID, in.ID)
+		}
 		if err != nil {
 			return nil, s.toProblem(ctx, err)
 		}

@@ -137,28 +137,28 @@ func (c *capture) flush(ctx context.Context) {
 	var seq int64
 	var trimTo int64
 	var progressed bool
-	err := c.s.batch.Do(ctx, func(tx *sql.Tx) error {
+	err := c.s.do(ctx, func(tx *sql.Tx) error {
 		seq, trimTo, progressed = 0, 0, false
 		if len(lines) > 0 {
-			err := c.s.db.QueryRowTx(ctx, tx, c.s.q["ReserveSeq"], len(lines), c.jobID, c.attempt).Scan(&seq)
+			err := c.s.db.QueryRowTx(ctx, tx, c.s.q.ReserveSeq, len(lines), c.jobID, c.attempt).Scan(&seq)
 			if err == sql.ErrNoRows {
 				return nil // no longer ours to write (canceled elsewhere or rescued)
 			}
 			if err != nil {
 				return err
 			}
-			if _, err := c.s.db.ExecTx(ctx, tx, c.s.q["InsertEvent"], c.jobID, seq, "log", len(lines), len(data), string(data)); err != nil {
+			if _, err := c.s.db.ExecTx(ctx, tx, c.s.q.InsertEvent, c.jobID, seq, "log", len(lines), len(data), string(data)); err != nil {
 				return err
 			}
 			trimTo = c.trimPoint(len(data))
 			if trimTo > 0 {
-				if _, err := c.s.db.ExecTx(ctx, tx, c.s.q["TrimLog"], c.jobID, trimTo); err != nil {
+				if _, err := c.s.db.ExecTx(ctx, tx, c.s.q.TrimLog, c.jobID, trimTo); err != nil {
 					return err
 				}
 			}
 		}
 		if progress != nil {
-			r, err := scanRecord(c.s.db.QueryRowTx(ctx, tx, c.s.q["SetProgress"], jsonText(progress), c.jobID, c.attempt))
+			r, err := scanRecord(c.s.db.QueryRowTx(ctx, tx, c.s.q.SetProgress, jsonText(progress), c.jobID, c.attempt))
 			if err == sql.ErrNoRows {
 				return nil
 			}
@@ -178,7 +178,7 @@ func (c *capture) flush(ctx context.Context) {
 		c.commitChunk(seq, len(data), trimTo)
 	}
 	if seq > 0 || progressed {
-		c.s.hub.notify(c.jobID)
+		c.s.changed(c.jobID)
 	}
 }
 

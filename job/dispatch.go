@@ -7,20 +7,21 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"time"
 
+	"github.com/servicekit/servicekit/internal/batch"
 	"github.com/servicekit/servicekit/internal/ids"
 )
 
 // dispatch claims pending jobs when there may be some and a slot is free:
-// after a submit that queued, when a slot frees while a backlog remains,
-// and when the earliest retry's backoff expires. It never polls the
-// database on a timer, and a finishing job does not cost a claim unless
-// jobs are known to wait.
+// after a submit that queued (here or, through a signal, on another node),
+// when a slot frees while a backlog remains, and when a delayed job's time
+// comes. It never polls the database on a timer, and a finishing job does
+// not cost a claim unless jobs are known to wait.
 func (s *Scheduler) dispatch(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	var next time.Time // when timer fires; zero when not armed
 	more := true
 	for {
 		s.lastTick.Store(time.Now().UnixMilli())
@@ -28,9 +29,17 @@ func (s *Scheduler) dispatch(ctx context.Context) {
 			var retryIn time.Duration
 			more, retryIn = s.claimAndStart(ctx)
 			if retryIn > 0 {
-				timer.Reset(retryIn)
-				next = time.Now().Add(retryIn)
+				s.wakeAt(time.Now().Add(retryIn))
 			}
+		}
+		due, next := s.wakes.popDue(time.Now())
+		if due {
+			more = true
+			continue
+		}
+		timer.Stop()
+		if !next.IsZero() {
+			timer.Reset(max(time.Until(next), 0))
 		}
 		select {
 		case <-ctx.Done():
@@ -40,12 +49,10 @@ func (s *Scheduler) dispatch(ctx context.Context) {
 			more = true
 		case <-s.freed:
 		case <-timer.C:
-			next, more = time.Time{}, true
-		case at := <-s.retryAt:
-			if next.IsZero() || at.Before(next) {
-				timer.Reset(max(time.Until(at), 0))
-				next = at
-			}
+			// popDue at the top of the loop sets more; then look past
+			// this time for delayed jobs no timer knows of yet.
+			go s.armNextDelayed(ctx)
+		case <-s.wakes.changed:
 		}
 	}
 }
@@ -57,6 +64,9 @@ func (s *Scheduler) claimAndStart(ctx context.Context) (more bool, retryIn time.
 		free := cap(s.slots) - len(s.slots)
 		if s.closing.Load() {
 			return false, 0
+		}
+		if s.fenced.Load() {
+			return false, time.Second // no new runs until leases can be renewed
 		}
 		if free <= 0 {
 			return true, 0
@@ -79,14 +89,16 @@ func (s *Scheduler) claimAndStart(ctx context.Context) (more bool, retryIn time.
 	}
 }
 
-// scheduleNextRetry arms the dispatcher for the earliest delayed job in the
-// database (at start-up: retries left by an earlier process).
-func (s *Scheduler) scheduleNextRetry(ctx context.Context) {
+// armNextDelayed arms the dispatcher for the earliest job that waits for a
+// later time: at start-up (retries left by an earlier process) and each
+// time a delayed job's time came, so that a chain of delayed jobs only this
+// database knows of is followed one after the other.
+func (s *Scheduler) armNextDelayed(ctx context.Context) {
 	var next sql.NullInt64
-	if err := s.db.QueryRow(ctx, s.q["NextRunAfter"]).Scan(&next); err != nil || !next.Valid {
+	if err := s.db.QueryRow(ctx, s.q.NextRunAfter, time.Now().UnixMilli()).Scan(&next); err != nil || !next.Valid {
 		return
 	}
-	s.retryAt <- time.UnixMilli(next.Int64)
+	s.wakeAt(time.UnixMilli(next.Int64))
 }
 
 // claim moves up to n ready pending jobs to running on this node, in one
@@ -95,9 +107,9 @@ func (s *Scheduler) claim(ctx context.Context, n int) ([]*Record, error) {
 	var recs []*Record
 	now := time.Now()
 	s.claims.Add(1)
-	err := s.batch.Do(ctx, func(tx *sql.Tx) error {
+	err := s.do(ctx, func(tx *sql.Tx) error {
 		recs = recs[:0]
-		rows, err := s.db.QueryTx(ctx, tx, s.q["ClaimNext"], now.UnixMilli(), s.opt.Node,
+		rows, err := s.db.QueryTx(ctx, tx, s.q.ClaimNext, now.UnixMilli(), s.opt.Node,
 			now.Add(s.opt.Lease).UnixMilli(), now.UnixMilli(), n)
 		if err != nil {
 			return err
@@ -125,7 +137,7 @@ func (s *Scheduler) claim(ctx context.Context, n int) ([]*Record, error) {
 		return nil, err
 	}
 	for _, r := range recs {
-		s.hub.notify(r.ID)
+		s.changed(r.ID)
 		s.opt.Observer.Started(r, now.Sub(r.SubmittedAt))
 	}
 	return recs, nil
@@ -135,7 +147,8 @@ func (s *Scheduler) claim(ctx context.Context, n int) ([]*Record, error) {
 func (s *Scheduler) start(r *Record) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	s.mu.Lock()
-	s.active[r.ID] = &active{attempt: r.Attempt, cancel: cancel}
+	a := &active{attempt: r.Attempt, since: time.Now(), cancel: cancel}
+	s.active[r.ID] = a
 	s.mu.Unlock()
 	s.runs.Add(1)
 	go func() {
@@ -151,11 +164,11 @@ func (s *Scheduler) start(r *Record) {
 			default:
 			}
 		}()
-		s.runAttempt(ctx, r)
+		s.runAttempt(ctx, r, a)
 	}()
 }
 
-func (s *Scheduler) runAttempt(ctx context.Context, r *Record) {
+func (s *Scheduler) runAttempt(ctx context.Context, r *Record, a *active) {
 	runCtx := ctx
 	if r.TimeoutMS > 0 {
 		var stop context.CancelFunc
@@ -163,8 +176,10 @@ func (s *Scheduler) runAttempt(ctx context.Context, r *Record) {
 		defer stop()
 	}
 	c := newCapture(s, r)
-	run := &Run{Job: r, Stdout: c.Stdout, Stderr: c.Stderr, Logger: s.log.With("job_id", r.ID), out: c}
+	run := &Run{Job: r, Stdout: c.Stdout, Stderr: c.Stderr, Logger: s.log.With("job_id", r.ID), out: c,
+		KillGrace: min(5*time.Second, s.opt.Lease/4)}
 	out := s.execute(runCtx, run)
+	a.ending.Store(true)
 	c.close(context.Background())
 	s.finish(r, out, context.Cause(runCtx), c)
 }
@@ -187,8 +202,8 @@ func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
 	switch {
 	case errors.Is(cause, errCanceled), errors.Is(cause, errDeleted):
 		status, errText = Canceled, cause.Error()
-	case errors.Is(cause, errShutdown):
-		status, errText = Failed, errShutdown.Error()
+	case errors.Is(cause, errShutdown), errors.Is(cause, errFenced), errors.Is(cause, errLost):
+		status, errText = Failed, cause.Error()
 	case errors.Is(cause, errTimeout):
 		status, errText = Failed, fmt.Sprintf("timed out after %s", time.Duration(r.TimeoutMS)*time.Millisecond)
 	case out.Err != nil:
@@ -208,33 +223,47 @@ func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
 	}
 	// The database may be briefly unavailable; the job stays running (and
 	// leased) until this lands, so keep trying for a while.
+	var end *Record
 	for try := 0; ; try++ {
-		err := s.endAttempt(context.Background(), r, status, out, retry, wait, c)
+		var err error
+		end, err = s.endAttempt(context.Background(), r, status, out, retry, wait, c)
 		if err == nil {
 			break
 		}
-		if try >= 30 {
+		if try >= 30 || errors.Is(err, ErrShuttingDown) {
 			s.log.Error("job result not stored; the job will be rescued when its lease expires", "job_id", r.ID, "error", err)
 			return
 		}
 		s.log.Warn("store job result", "job_id", r.ID, "error", err)
 		time.Sleep(time.Second)
 	}
-	s.hub.notify(r.ID)
-	if retry {
-		s.backlog.Store(true)
-		select {
-		case s.retryAt <- time.Now().Add(wait):
-		default:
-			s.kick() // never lose the wake-up; an early claim just finds nothing yet
-		}
-	} else {
-		var ran time.Duration
-		if r.StartedAt != nil {
-			ran = time.Since(*r.StartedAt)
-		}
-		s.opt.Observer.Finished(r, status, ran)
+	if end == nil {
+		return // the attempt was no longer ours: whoever took it reports its end
 	}
+	s.changed(r.ID)
+	if end.Status == Pending {
+		s.backlog.Store(true)
+		at := time.Now().Add(wait)
+		s.wakeAt(at)
+		s.notify.PublishRemote(topicReady, strconv.FormatInt(at.UnixMilli(), 10))
+		return
+	}
+	var ran time.Duration
+	if r.StartedAt != nil {
+		ran = time.Since(*r.StartedAt)
+	}
+	s.opt.Observer.Finished(end, end.Status, ran)
+	s.logEnd(end, ran)
+}
+
+// logEnd writes the one line per finished job an operator tailing the log sees.
+func (s *Scheduler) logEnd(r *Record, ran time.Duration) {
+	attrs := []any{"job_id", r.ID, "task_id", r.TaskID, "type", r.Type, "status", r.Status,
+		"attempt", r.Attempt, "duration_ms", ran.Milliseconds()}
+	if r.Error != nil {
+		attrs = append(attrs, "error", *r.Error)
+	}
+	s.log.Info("job finished", attrs...)
 }
 
 func (s *Scheduler) backoff(attempt int) time.Duration {
@@ -245,10 +274,21 @@ func (s *Scheduler) backoff(attempt int) time.Duration {
 	return d
 }
 
-// endAttempt writes the end of attempt r.Attempt as one conditional
-// statement; if the job is no longer this attempt's (rescued meanwhile), it
-// changes nothing.
-func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, out Outcome, retry bool, wait time.Duration, c *capture) error {
+// do runs fn in a batched write transaction; after shutdown it fails at once.
+func (s *Scheduler) do(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	err := s.batch.Do(ctx, fn)
+	if errors.Is(err, batch.ErrStopped) {
+		return ErrShuttingDown
+	}
+	return err
+}
+
+// endAttempt writes the end of attempt r.Attempt, each outcome one
+// conditional statement, and returns the job as it now is — nil if the job
+// is no longer this attempt's (rescued or deleted meanwhile), in which case
+// it changed nothing. A failure with attempts left goes back to pending
+// unless a cancel was asked meanwhile: then it ends canceled (or deleted).
+func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, out Outcome, retry bool, wait time.Duration, c *capture) (*Record, error) {
 	now := time.Now().UTC()
 	var errText, tb *string
 	if out.Err != nil {
@@ -258,17 +298,40 @@ func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, ou
 	if out.Traceback != "" {
 		tb = &out.Traceback
 	}
-	return s.batch.Do(ctx, func(tx *sql.Tx) error {
-		var row *sql.Row
-		artID := ""
+	var end *Record
+	err := s.do(ctx, func(tx *sql.Tx) error {
+		end = nil
+		var rec *Record
+		var err error
 		if retry {
-			row = s.db.QueryRowTx(ctx, tx, s.q["Requeue"], now.Add(wait).UnixMilli(), out.ExitCode, errText, tb, r.ID, r.Attempt)
+			rec, err = scanRecord(s.db.QueryRowTx(ctx, tx, s.q.Requeue, now.Add(wait).UnixMilli(), out.ExitCode, errText, tb, r.ID, r.Attempt))
+			if err == nil {
+				end = rec
+				return s.insertStatusEvent(ctx, tx, rec)
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			// Not requeued: a cancel was asked (or the run was taken away).
+			artID := ids.New()
+			rec, err = scanRecord(s.db.QueryRowTx(ctx, tx, s.q.EndCanceled, now.UnixMilli(), out.ExitCode,
+				jsonText(out.Result), errCanceled.Error(), tb, artID, r.ID, r.Attempt))
+			if err == nil {
+				if rec.cancelLevel == deleteRequested {
+					out.Err = errDeleted
+				} else {
+					out.Err = errCanceled
+				}
+				err = s.writeArtifact(ctx, tx, rec, artID, out, c, now)
+			}
 		} else {
-			artID = ids.New()
-			row = s.db.QueryRowTx(ctx, tx, s.q["Finish"], string(status), now.UnixMilli(), out.ExitCode,
-				jsonText(out.Result), errText, tb, artID, r.ID, r.Attempt)
+			artID := ids.New()
+			rec, err = scanRecord(s.db.QueryRowTx(ctx, tx, s.q.Finish, string(status), now.UnixMilli(), out.ExitCode,
+				jsonText(out.Result), errText, tb, artID, r.ID, r.Attempt))
+			if err == nil {
+				err = s.writeArtifact(ctx, tx, rec, artID, out, c, now)
+			}
 		}
-		rec, err := scanRecord(row)
 		if errors.Is(err, sql.ErrNoRows) {
 			s.log.Warn("job attempt ended after it was taken from this node", "job_id", r.ID, "attempt", r.Attempt)
 			return nil
@@ -276,20 +339,21 @@ func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, ou
 		if err != nil {
 			return err
 		}
-		if !retry {
-			if err := s.writeArtifact(ctx, tx, rec, artID, out, c, now); err != nil {
-				return err
-			}
-		}
-		if errors.Is(out.Err, errDeleted) {
-			if _, err := s.db.ExecTx(ctx, tx, s.q["Delete"], r.ID); err != nil {
-				return err
-			}
-			_, err := s.db.ExecTx(ctx, tx, s.q["DeleteEvents"], r.ID)
-			return err
+		end = rec
+		if rec.Status == Canceled && rec.cancelLevel == deleteRequested {
+			return s.deleteTx(ctx, tx, r.ID)
 		}
 		return s.insertStatusEvent(ctx, tx, rec)
 	})
+	return end, err
+}
+
+func (s *Scheduler) deleteTx(ctx context.Context, tx *sql.Tx, id string) error {
+	if _, err := s.db.ExecTx(ctx, tx, s.q.Delete, id); err != nil {
+		return err
+	}
+	_, err := s.db.ExecTx(ctx, tx, s.q.DeleteEvents, id)
+	return err
 }
 
 // writeArtifact stores the result artifact of a terminal job (SPEC §2).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 )
 
 // Event is one entry of a job's ordered event sequence, as $stream sends it.
@@ -29,7 +28,7 @@ type LogLine struct {
 // in order. A log row holds a chunk of lines: line i of a chunk ending at seq
 // with count lines has id seq-count+1+i.
 func (s *Scheduler) EventsAfter(ctx context.Context, jobID string, after int64) ([]Event, error) {
-	rows, err := s.db.Query(ctx, s.q["EventsAfter"], jobID, after)
+	rows, err := s.db.Query(ctx, s.q.EventsAfter, jobID, after)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +67,7 @@ func (s *Scheduler) EventsAfter(ctx context.Context, jobID string, after int64) 
 // stream filters to "stdout" or "stderr" when not empty. What is kept is
 // bounded by the output limit (the oldest lines go first).
 func (s *Scheduler) Logs(ctx context.Context, jobID, stream string) ([]LogLine, error) {
-	rows, err := s.db.Query(ctx, s.q["LogEvents"], jobID)
+	rows, err := s.db.Query(ctx, s.q.LogEvents, jobID)
 	if err != nil {
 		return nil, err
 	}
@@ -90,51 +89,4 @@ func (s *Scheduler) Logs(ctx context.Context, jobID, stream string) ([]LogLine, 
 		}
 	}
 	return out, rows.Err()
-}
-
-// hub tells in-process waiters that a job has new events. It carries no
-// data: a woken waiter reads what is new from the database, so what it sees
-// is exactly what was committed, in order, whichever node wrote it.
-type hub struct {
-	mu   sync.Mutex
-	subs map[string]map[chan struct{}]struct{}
-}
-
-func newHub() *hub { return &hub{subs: map[string]map[chan struct{}]struct{}{}} }
-
-// Subscribe returns a channel that receives a value (coalesced) after each
-// change to the job, and a function to stop.
-func (s *Scheduler) Subscribe(jobID string) (<-chan struct{}, func()) {
-	return s.hub.subscribe(jobID)
-}
-
-func (h *hub) subscribe(id string) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	h.mu.Lock()
-	m := h.subs[id]
-	if m == nil {
-		m = map[chan struct{}]struct{}{}
-		h.subs[id] = m
-	}
-	m[ch] = struct{}{}
-	h.mu.Unlock()
-	return ch, func() {
-		h.mu.Lock()
-		delete(m, ch)
-		if len(m) == 0 && h.subs[id] != nil && len(h.subs[id]) == 0 {
-			delete(h.subs, id)
-		}
-		h.mu.Unlock()
-	}
-}
-
-func (h *hub) notify(id string) {
-	h.mu.Lock()
-	for ch := range h.subs[id] {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-	h.mu.Unlock()
 }

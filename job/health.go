@@ -24,6 +24,9 @@ func (s *Scheduler) Health(ctx context.Context) (state, message string) {
 	if s.closing.Load() {
 		return Degraded, "shutting down: not taking new jobs"
 	}
+	if !s.notify.Listening() {
+		return Degraded, "not hearing other nodes' signals (the LISTEN connection is reconnecting); re-checking every few seconds meanwhile"
+	}
 	pending, err := s.PendingCount(ctx)
 	if err != nil {
 		return Unhealthy, "cannot count pending jobs: " + err.Error()
@@ -33,7 +36,7 @@ func (s *Scheduler) Health(ctx context.Context) (state, message string) {
 	}
 	if pending > 0 && s.RunningCount() < s.opt.MaxConcurrency {
 		var ready int
-		if err := s.db.QueryRow(ctx, s.q["CountReady"], time.Now().UnixMilli()).Scan(&ready); err != nil {
+		if err := s.db.QueryRow(ctx, s.q.CountReady, time.Now().UnixMilli()).Scan(&ready); err != nil {
 			return Unhealthy, "cannot count ready jobs: " + err.Error()
 		}
 		if idle := time.Since(time.UnixMilli(s.lastTick.Load())); ready > 0 && idle > stuckAfter {

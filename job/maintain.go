@@ -11,10 +11,13 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/servicekit/servicekit/internal/ids"
 )
 
-// maintain renews this node's leases, picks up cancels asked of it through
-// the database, rescues jobs of dead nodes, and deletes old finished jobs.
+// maintain renews this node's leases and heartbeat, carries out cancels
+// asked of it through the database, rescues jobs of dead nodes, and deletes
+// old finished jobs.
 func (s *Scheduler) maintain(ctx context.Context) {
 	lease := time.NewTicker(s.opt.Lease / 3)
 	defer lease.Stop()
@@ -38,18 +41,114 @@ func (s *Scheduler) maintain(ctx context.Context) {
 	}
 }
 
-// RenewLeases extends the lease of every job running on this node, in one
-// statement, and cancels those another node asked to cancel.
+// renewLeases extends the lease of every job running on this node and the
+// node's heartbeat, in one transaction whose answer says which runs the
+// node still holds: a run missing from it was taken away (rescued by
+// another node while this one could not renew, or deleted) and is stopped
+// here; a run another node asked to cancel is canceled.
 func (s *Scheduler) renewLeases(ctx context.Context) error {
-	if _, err := s.db.Exec(ctx, s.q["RenewLeases"], time.Now().Add(s.opt.Lease).UnixMilli(), s.opt.Node); err != nil {
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, s.opt.Lease/4)
+	defer cancel()
+	type held struct{ attempt, level int }
+	heldRuns := map[string]held{}
+	err := s.do(ctx, func(tx *sql.Tx) error {
+		clear(heldRuns)
+		if err := s.upsertNode(ctx, tx, began); err != nil {
+			return err
+		}
+		rows, err := s.db.QueryTx(ctx, tx, s.q.RenewLeases, began.Add(s.opt.Lease).UnixMilli(), s.opt.Node)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var h held
+			if err := rows.Scan(&id, &h.attempt, &h.level); err != nil {
+				return err
+			}
+			heldRuns[id] = h
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return err
 	}
-	return s.pickUpCancels(ctx)
+	s.renewedAt.Store(began.UnixMilli())
+	if s.fenced.CompareAndSwap(true, false) {
+		s.log.Info("lease renewal works again; this node takes jobs again")
+		s.kick()
+	}
+	s.mu.Lock()
+	var lost []*active
+	var lostIDs []string
+	for id, a := range s.active {
+		h, ok := heldRuns[id]
+		switch {
+		case !ok || h.attempt != a.attempt:
+			// Started after the renewal read the table is the one harmless case.
+			if a.since.Before(began) && !a.ending.Load() {
+				lost, lostIDs = append(lost, a), append(lostIDs, id)
+			}
+		case h.level > 0:
+			a.cancel(cancelCause(h.level))
+		}
+	}
+	s.mu.Unlock()
+	for i, a := range lost {
+		s.log.Warn("job run lost to another node (lease expired and rescued); stopping it here", "job_id", lostIDs[i], "attempt", a.attempt)
+		a.cancel(errLost)
+	}
+	return nil
+}
+
+func (s *Scheduler) upsertNode(ctx context.Context, tx *sql.Tx, now time.Time) error {
+	_, err := s.db.ExecTx(ctx, tx, s.q.UpsertNode, s.opt.Node, s.host, os.Getpid(), s.opt.Version,
+		s.started.UnixMilli(), now.UnixMilli(), s.opt.Lease.Milliseconds())
+	return err
+}
+
+// heartbeat registers this node (at start-up, before anything else runs).
+func (s *Scheduler) heartbeat(ctx context.Context) error {
+	now := time.Now()
+	err := s.do(ctx, func(tx *sql.Tx) error { return s.upsertNode(ctx, tx, now) })
+	if err == nil {
+		s.renewedAt.Store(now.UnixMilli())
+	}
+	return err
+}
+
+// fence stops every run of this node once its leases may no longer be
+// renewed in time: after Lease/2 without a successful renewal (the node is
+// cut off from the database, or the database is down) each run is canceled,
+// and its processes are killed within Run.KillGrace (Lease/4), so all are
+// gone before the leases expire at Lease and another node may rescue the
+// jobs. No job ever runs on two nodes at once.
+func (s *Scheduler) fence(ctx context.Context) {
+	t := time.NewTicker(max(s.opt.Lease/20, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		since := time.Since(time.UnixMilli(s.renewedAt.Load()))
+		if since < s.opt.Lease/2 || s.RunningCount() == 0 {
+			continue
+		}
+		if n := s.cancelAll(errFenced); n > 0 {
+			s.fenced.Store(true)
+			s.log.Error("cannot renew job leases: stopping this node's runs before their leases expire",
+				"runs", n, "last_renewal_ago", since.Round(time.Millisecond), "lease", s.opt.Lease)
+		}
+	}
 }
 
 // pickUpCancels cancels local runs whose cancel_requested flag is set.
 func (s *Scheduler) pickUpCancels(ctx context.Context) error {
-	rows, err := s.db.Query(ctx, s.q["CancelRequestedHere"], s.opt.Node)
+	rows, err := s.db.Query(ctx, s.q.CancelRequestedHere, s.opt.Node)
 	if err != nil {
 		return err
 	}
@@ -60,85 +159,192 @@ func (s *Scheduler) pickUpCancels(ctx context.Context) error {
 		if err := rows.Scan(&id, &level); err != nil {
 			return err
 		}
-		s.cancelLocal(id, cancelCause(level))
+		s.cancelLocal(id, 0, cancelCause(level))
 	}
 	return rows.Err()
 }
 
-// rescue finds running jobs whose node is gone and ends their attempt:
-// back to pending if attempts remain, else failed. A node is gone when its
-// lease expired, or (at start-up) when it is this node's own id from an
-// earlier life, or another process on this host that no longer exists.
+// victim is a running job whose node is gone.
+type victim struct {
+	id      string
+	attempt int
+	node    string
+	dead    bool // its node is a dead process on this host: no lease check needed
+}
+
+// rescue ends the attempts of jobs whose node is gone: back to pending if
+// attempts remain (and no cancel was asked), else failed (or canceled, or
+// deleted, as asked). A node is gone when its lease expired, or (at
+// start-up) when it is this node's own id from an earlier life, or another
+// process on this host that no longer exists. Each rescue is one
+// conditional statement that re-checks the expiry, so a rescue racing a
+// renewal leaves the live run alone, and two nodes rescuing the same job
+// change it once.
 func (s *Scheduler) rescue(ctx context.Context, startup bool) error {
-	type victim struct {
-		id      string
-		attempt int
-		node    string
-	}
+	now := time.Now()
 	var victims []victim
-	now := time.Now().UnixMilli()
-	rows, err := s.db.Query(ctx, s.q["RunningElsewhere"], s.opt.Node)
+	rows, err := s.db.Query(ctx, s.q.Expired, now.UnixMilli())
 	if err != nil {
 		return err
 	}
 	for rows.Next() {
 		var v victim
-		var lease sql.NullInt64
 		var node sql.NullString
-		if err := rows.Scan(&v.id, &v.attempt, &node, &lease); err != nil {
+		if err := rows.Scan(&v.id, &v.attempt, &node); err != nil {
 			rows.Close()
 			return err
 		}
 		v.node = node.String
-		if !lease.Valid || lease.Int64 < now || deadLocalProcess(v.node) {
+		if v.node != s.opt.Node || startup {
 			victims = append(victims, v)
 		}
 	}
 	rows.Close()
 	if startup {
-		// Jobs under our own node id were left by an earlier process with our pid.
-		rows, err := s.db.Query(ctx, s.q["RunningHere"], s.opt.Node)
+		more, err := s.deadLocalRuns(ctx)
 		if err != nil {
 			return err
 		}
+		victims = append(victims, more...)
+	}
+	rescued := 0
+	for _, v := range victims {
+		ok, err := s.rescueOne(ctx, v, now)
+		if err != nil {
+			return err
+		}
+		if ok {
+			rescued++
+		}
+	}
+	if rescued > 0 {
+		s.backlog.Store(true) // requeued jobs go before new submits
+		s.kick()
+		s.notify.PublishRemote(topicReady, "")
+	}
+	return nil
+}
+
+// deadLocalRuns lists the running jobs of nodes that were processes on
+// this host and are gone: this node's own id from an earlier life (same
+// pid) or a pid that no longer exists.
+func (s *Scheduler) deadLocalRuns(ctx context.Context) ([]victim, error) {
+	rows, err := s.db.Query(ctx, s.q.RunningNodes)
+	if err != nil {
+		return nil, err
+	}
+	var dead []string
+	for rows.Next() {
+		var node sql.NullString
+		if err := rows.Scan(&node); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if node.String == s.opt.Node || deadLocalProcess(node.String) {
+			dead = append(dead, node.String)
+		}
+	}
+	rows.Close()
+	var out []victim
+	for _, n := range dead {
+		rows, err := s.db.Query(ctx, s.q.RunningOn, n)
+		if err != nil {
+			return nil, err
+		}
 		for rows.Next() {
-			v := victim{node: s.opt.Node}
-			if err := rows.Scan(&v.id, &v.attempt); err != nil {
+			v := victim{dead: true}
+			if err := rows.Scan(&v.id, &v.attempt, &v.node); err != nil {
 				rows.Close()
-				return err
+				return nil, err
 			}
-			victims = append(victims, v)
+			out = append(out, v)
 		}
 		rows.Close()
 	}
-	for _, v := range victims {
-		r, err := s.Get(ctx, v.id)
-		if errors.Is(err, ErrNotFound) {
-			continue
+	return out, nil
+}
+
+// rescueOne ends one dead attempt; false when the job was no longer that
+// attempt or its lease was renewed meanwhile.
+func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (bool, error) {
+	deadNode := ""
+	if v.dead {
+		deadNode = v.node
+	}
+	nowMS := now.UnixMilli()
+	msg := fmt.Sprintf("node %s stopped while running the job (lease lost)", v.node)
+	var rec *Record
+	err := s.do(ctx, func(tx *sql.Tx) error {
+		rec = nil
+		r, err := scanRecord(s.db.QueryRowTx(ctx, tx, s.q.RescueRequeue, nowMS, msg, v.id, v.attempt, nowMS, deadNode))
+		if err == nil {
+			rec = r
+			return s.insertStatusEvent(ctx, tx, r)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		artID := ids.New()
+		r, err = scanRecord(s.db.QueryRowTx(ctx, tx, s.q.RescueEnd, errCanceled.Error(), msg, nowMS, artID, v.id, v.attempt, nowMS, deadNode))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // renewed, finished or rescued by another node meanwhile
 		}
 		if err != nil {
 			return err
 		}
-		if r.Status != Running || r.Attempt != v.attempt {
-			continue
+		rec = r
+		out := Outcome{Err: errors.New(*r.Error)}
+		if r.Status == Canceled && r.cancelLevel == deleteRequested {
+			out.Err = errDeleted
 		}
-		out := Outcome{Err: fmt.Errorf("node %s stopped while running the job (lease lost)", v.node)}
-		retry := r.Attempt < r.MaxAttempts
-		status := Failed
-		if err := s.endAttempt(ctx, r, status, out, retry, 0, nil); err != nil {
+		if err := s.writeArtifact(ctx, tx, r, artID, out, nil, now); err != nil {
 			return err
 		}
-		s.log.Warn("rescued job of a dead node", "job_id", r.ID, "node", v.node, "retry", retry)
-		s.hub.notify(r.ID)
-		if !retry {
-			s.opt.Observer.Finished(r, Failed, 0)
+		if r.Status == Canceled && r.cancelLevel == deleteRequested {
+			return s.deleteTx(ctx, tx, r.ID)
 		}
+		return s.insertStatusEvent(ctx, tx, r)
+	})
+	if err != nil || rec == nil {
+		return false, err
 	}
-	if len(victims) > 0 {
-		s.backlog.Store(true) // requeued jobs go before new submits
-		s.kick()
+	s.log.Warn("rescued job of a dead node", "job_id", rec.ID, "node", v.node, "attempt", v.attempt, "now", rec.Status)
+	s.changed(rec.ID)
+	if rec.Status.Terminal() {
+		s.opt.Observer.Finished(rec, rec.Status, 0)
+		s.logEnd(rec, 0)
 	}
-	return nil
+	return true, nil
+}
+
+// Node is one server process sharing the database, from the node registry.
+type Node struct {
+	ID        string    `json:"id"`
+	Host      string    `json:"host"`
+	PID       int       `json:"pid"`
+	Version   string    `json:"version"`
+	StartedAt time.Time `json:"started_at"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
+// Nodes lists the live nodes: those whose heartbeat is younger than their lease.
+func (s *Scheduler) Nodes(ctx context.Context) ([]Node, error) {
+	rows, err := s.db.Query(ctx, s.q.LiveNodes, time.Now().UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Node{}
+	for rows.Next() {
+		var n Node
+		var started, seen, lease int64
+		if err := rows.Scan(&n.ID, &n.Host, &n.PID, &n.Version, &started, &seen, &lease); err != nil {
+			return nil, err
+		}
+		n.StartedAt, n.LastSeen = msTime(started), msTime(seen)
+		out = append(out, n)
+	}
+	return out, rows.Err()
 }
 
 // deadLocalProcess reports whether node names a process on this host
@@ -170,14 +376,16 @@ func deadLocalProcess(node string) bool {
 	return false
 }
 
-// cleanup deletes finished jobs (and their events) older than the retention.
+// cleanup deletes finished jobs (and their events) older than the
+// retention, and nodes not seen for a day.
 func (s *Scheduler) cleanup(ctx context.Context) {
+	s.db.Exec(ctx, s.q.PurgeNodes, time.Now().Add(-24*time.Hour).UnixMilli())
 	if s.opt.Retention < 0 {
 		return
 	}
 	cutoff := time.Now().Add(-s.opt.Retention).UnixMilli()
 	for ctx.Err() == nil {
-		rows, err := s.db.Query(ctx, s.q["ExpiredIDs"], cutoff)
+		rows, err := s.db.Query(ctx, s.q.ExpiredIDs, cutoff)
 		if err != nil {
 			s.log.Warn("retention", "error", err)
 			return
@@ -193,12 +401,9 @@ func (s *Scheduler) cleanup(ctx context.Context) {
 		if len(idList) == 0 {
 			return
 		}
-		err = s.batch.Do(ctx, func(tx *sql.Tx) error {
+		err = s.do(ctx, func(tx *sql.Tx) error {
 			for _, id := range idList {
-				if _, err := s.db.ExecTx(ctx, tx, s.q["DeleteEvents"], id); err != nil {
-					return err
-				}
-				if _, err := s.db.ExecTx(ctx, tx, s.q["Delete"], id); err != nil {
+				if err := s.deleteTx(ctx, tx, id); err != nil {
 					return err
 				}
 			}

@@ -16,14 +16,14 @@ VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?, 2)
 -- name: ClaimNext
 UPDATE jobs
 SET status = 'running', attempt = attempt + 1, started_at = ?, node = ?, lease_until = ?,
-    cancel_requested = 0, event_seq = event_seq + 1
+    event_seq = event_seq + 1
 WHERE status = 'pending' AND id IN (
     SELECT id FROM jobs WHERE status = 'pending' AND run_after <= ?
     ORDER BY run_after, id LIMIT ? /*SKIP_LOCKED*/)
 RETURNING /*COLS*/
 
 -- name: NextRunAfter
-SELECT MIN(run_after) FROM jobs WHERE status = 'pending'
+SELECT MIN(run_after) FROM jobs WHERE status = 'pending' AND run_after > ?
 
 -- name: Finish
 UPDATE jobs
@@ -32,11 +32,20 @@ SET status = ?, finished_at = ?, exit_code = ?, result = ?, error = ?, error_tra
 WHERE id = ? AND status = 'running' AND attempt = ?
 RETURNING /*COLS*/
 
+-- A failed attempt goes back to pending only if nobody asked to cancel it
+-- meanwhile; otherwise EndCanceled ends it (a cancel is never lost to a retry).
 -- name: Requeue
 UPDATE jobs
 SET status = 'pending', run_after = ?, exit_code = ?, error = ?, error_traceback = ?,
     node = NULL, lease_until = NULL, event_seq = event_seq + 1
-WHERE id = ? AND status = 'running' AND attempt = ?
+WHERE id = ? AND status = 'running' AND attempt = ? AND cancel_requested = 0
+RETURNING /*COLS*/
+
+-- name: EndCanceled
+UPDATE jobs
+SET status = 'canceled', finished_at = ?, exit_code = ?, result = ?, error = ?, error_traceback = ?,
+    artifact_id = ?, lease_until = NULL, event_seq = event_seq + 1
+WHERE id = ? AND status = 'running' AND attempt = ? AND cancel_requested > 0
 RETURNING /*COLS*/
 
 -- name: CancelPending
@@ -58,17 +67,56 @@ RETURNING /*COLS*/
 UPDATE jobs SET event_seq = event_seq + ? WHERE id = ? AND status = 'running' AND attempt = ?
 RETURNING event_seq
 
+-- The owner learns from the answer which runs it still holds (a run it
+-- lost to a rescue is not in it) and which of them were asked to stop.
 -- name: RenewLeases
 UPDATE jobs SET lease_until = ? WHERE node = ? AND status = 'running'
+RETURNING id, attempt, cancel_requested
 
 -- name: CancelRequestedHere
 SELECT id, cancel_requested FROM jobs WHERE node = ? AND status = 'running' AND cancel_requested > 0
 
--- name: RunningElsewhere
-SELECT id, attempt, node, lease_until FROM jobs WHERE status = 'running' AND node <> ?
+-- name: Expired
+SELECT id, attempt, node FROM jobs WHERE status = 'running' AND lease_until < ?
 
--- name: RunningHere
-SELECT id, attempt FROM jobs WHERE status = 'running' AND node = ?
+-- name: RunningNodes
+SELECT DISTINCT node FROM jobs WHERE status = 'running'
+
+-- name: RunningOn
+SELECT id, attempt, node FROM jobs WHERE status = 'running' AND node = ?
+
+-- A rescue re-checks, in the statement itself, that the lease is still
+-- expired (or the node named is known dead): an owner that renewed in the
+-- meantime keeps its run. With attempts left and no cancel asked, the job
+-- goes back to pending; otherwise RescueEnd ends it.
+-- name: RescueRequeue
+UPDATE jobs
+SET status = 'pending', run_after = ?, error = ?, node = NULL, lease_until = NULL, event_seq = event_seq + 1
+WHERE id = ? AND status = 'running' AND attempt = ? AND (lease_until < ? OR node = ?)
+  AND attempt < max_attempts AND cancel_requested = 0
+RETURNING /*COLS*/
+
+-- name: RescueEnd
+UPDATE jobs
+SET status = CASE WHEN cancel_requested > 0 THEN 'canceled' ELSE 'failed' END,
+    error = CASE WHEN cancel_requested > 0 THEN ? ELSE ? END,
+    finished_at = ?, artifact_id = ?, lease_until = NULL, event_seq = event_seq + 1
+WHERE id = ? AND status = 'running' AND attempt = ? AND (lease_until < ? OR node = ?)
+RETURNING /*COLS*/
+
+-- name: UpsertNode
+INSERT INTO nodes (id, host, pid, version, started_at, last_seen, lease_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen, lease_ms = excluded.lease_ms
+
+-- name: DeleteNode
+DELETE FROM nodes WHERE id = ?
+
+-- name: LiveNodes
+SELECT id, host, pid, version, started_at, last_seen, lease_ms FROM nodes
+WHERE last_seen + lease_ms >= ? ORDER BY started_at, id
+
+-- name: PurgeNodes
+DELETE FROM nodes WHERE last_seen < ?
 
 -- name: InsertEvent
 INSERT INTO job_events (job_id, seq, kind, count, bytes, data) VALUES (?, ?, ?, ?, ?, ?)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/servicekit/servicekit/store"
+	"github.com/servicekit/servicekit/internal/sqlq"
 )
 
 // Status is where a job is in its life: pending → running → completed |
@@ -61,15 +61,17 @@ type Record struct {
 	// TimeoutMS is the run time limit in milliseconds (0 = none).
 	TimeoutMS int64 `json:"-"`
 	eventSeq  int64
+	// cancelLevel is jobs.cancel_requested: 1 a cancel, 2 a delete was asked.
+	cancelLevel int
 }
 
 // cols is the column list every query that returns a Record selects, in scan order.
 const cols = `id, task_id, type, command, task_snapshot, params, env, status, attempt, max_attempts,
  timeout_ms, submitted_at, started_at, finished_at, exit_code, result, error, error_traceback,
- artifact_id, progress, node, event_seq`
+ artifact_id, progress, node, event_seq, cancel_requested`
 
-func withCols(q store.Queries) store.Queries {
-	out := make(store.Queries, len(q))
+func withCols(q sqlq.Queries) sqlq.Queries {
+	out := make(sqlq.Queries, len(q))
 	for k, v := range q {
 		out[k] = strings.ReplaceAll(v, "/*COLS*/", cols)
 	}
@@ -86,7 +88,7 @@ func scanRecord(row scanner) (*Record, error) {
 	var submitted int64
 	if err := row.Scan(&r.ID, &r.TaskID, &r.Type, &r.Command, &snapshot, &params, &env, &r.Status,
 		&r.Attempt, &r.MaxAttempts, &timeout, &submitted, &started, &finished, &r.ExitCode, &result,
-		&r.Error, &r.ErrorTraceback, &r.ArtifactID, &progress, &r.Node, &r.eventSeq); err != nil {
+		&r.Error, &r.ErrorTraceback, &r.ArtifactID, &progress, &r.Node, &r.eventSeq, &r.cancelLevel); err != nil {
 		return nil, err
 	}
 	r.Task = json.RawMessage(snapshot)

@@ -10,19 +10,32 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/servicekit/servicekit/artifact"
+	"github.com/servicekit/servicekit/internal/batch"
 	"github.com/servicekit/servicekit/internal/ids"
+	"github.com/servicekit/servicekit/internal/sqlq"
 	"github.com/servicekit/servicekit/store"
 )
 
 //go:embed queries.sql
 var queryFS embed.FS
 
-var queries = store.MustLoadQueries(queryFS, "queries.sql")
+var queries = sqlq.MustLoad(queryFS, "queries.sql")
+
+// jobQueries are the statements of queries.sql, one field per "-- name:".
+type jobQueries struct {
+	Insert, InsertRunning, ClaimNext, NextRunAfter, Finish, Requeue, EndCanceled            string
+	CancelPending, RequestCancel, SetProgress, ReserveSeq, RenewLeases, CancelRequestedHere string
+	Expired, RunningNodes, RunningOn, RescueRequeue, RescueEnd                              string
+	UpsertNode, DeleteNode, LiveNodes, PurgeNodes                                           string
+	InsertEvent, EventsAfter, LogEvents, TrimLog, Get, List, Count, CountPending            string
+	Delete, DeleteUnlessRunning, DeleteEvents, ExpiredIDs, TaskHasJob, CountReady           string
+}
 
 // Errors the scheduler returns; the HTTP layer maps them to problem details.
 var (
@@ -30,6 +43,10 @@ var (
 	ErrAlreadyFinished = errors.New("job already finished")
 	ErrShuttingDown    = errors.New("scheduler is shutting down")
 	ErrQueueFull       = errors.New("pending job queue is full")
+	// ErrStillRunning: a delete was asked of the job's node, which has not
+	// stopped it yet (it is cut off or slow); the job is deleted when it stops
+	// or when its lease expires and another node rescues it.
+	ErrStillRunning = errors.New("job still running on its node; it will be deleted when it stops")
 )
 
 // Cancellation causes, read back with context.Cause by the run that ends.
@@ -38,6 +55,8 @@ var (
 	errShutdown = errors.New("interrupted by shutdown")
 	errTimeout  = errors.New("timed out")
 	errDeleted  = errors.New("deleted while running")
+	errFenced   = errors.New("stopped: this node lost contact with the database and could not keep its lease")
+	errLost     = errors.New("stopped: the job was taken from this node (its lease expired and another node rescued it)")
 )
 
 // Values of jobs.cancel_requested: how another node asks the job's node to stop it.
@@ -75,7 +94,11 @@ type Run struct {
 	Stdout, Stderr io.Writer
 	// Logger is the server's logger with the job id attached.
 	Logger *slog.Logger
-	out    *capture
+	// KillGrace is how long a canceled process may take to exit after
+	// SIGTERM before it is killed: short enough that a node cut off from the
+	// database has stopped its runs before their leases can expire.
+	KillGrace time.Duration
+	out       *capture
 }
 
 // Progress records a progress report; it reaches the job record and a
@@ -103,7 +126,9 @@ type Options struct {
 	// OutputLimit is the captured bytes kept per stream per job; default 1 MiB.
 	OutputLimit int
 	// Lease is how long a running job's claim lasts without renewal; default 30 s.
-	// Leases are renewed every Lease/3; a job whose lease expired is rescued.
+	// Leases are renewed every Lease/3; a job whose lease expired is rescued
+	// by any live node. A node that could not renew for Lease/2 stops its
+	// runs itself (self-fencing), so a rescued job never runs twice at once.
 	Lease time.Duration
 	// RetryBackoff is the wait before the first retry, doubled each further
 	// attempt up to MaxRetryBackoff; defaults 1 s and 5 min.
@@ -115,6 +140,8 @@ type Options struct {
 	Logger        *slog.Logger
 	// Observer, if set, hears of submits, starts and ends (for metrics).
 	Observer Observer
+	// Version is recorded in this node's row of the node registry.
+	Version string
 }
 
 // Observer hears of job life events; metrics implement it. Calls are made
@@ -171,13 +198,15 @@ func (o *Options) defaults() {
 // rescues jobs of dead nodes and records every state change as an event.
 type Scheduler struct {
 	db        *store.DB
-	q         store.Queries
+	q         jobQueries
 	artifacts *artifact.Manager
 	exec      Executor
 	opt       Options
 	log       *slog.Logger
 	hub       *hub
-	batch     *store.Batcher
+	notify    *store.Notifier
+	unsub     []func()
+	batch     *batch.Batcher
 
 	wake    chan struct{} // coalesced "look for work" signal
 	slots   chan struct{} // one token per running job
@@ -197,9 +226,13 @@ type Scheduler struct {
 	// and cleared when a claim finds the queue drained; while it is set,
 	// new jobs queue behind the waiting ones instead of taking the fast path.
 	backlog  atomic.Bool
-	freed    chan struct{}  // a run slot was released
-	retryAt  chan time.Time // a job was requeued to run at this time
-	submitMu sync.RWMutex   // held by fast-path submits; Shutdown waits them out
+	freed    chan struct{} // a run slot was released
+	wakes    wakeTimes     // times at which delayed jobs become ready
+	submitMu sync.RWMutex  // held by fast-path submits; Shutdown waits them out
+
+	renewedAt atomic.Int64 // unix ms when the last successful lease renewal began
+	fenced    atomic.Bool  // runs were stopped for want of a renewal
+	host      string
 
 	pendMu    sync.Mutex // guards the pending-count estimate of queueFull
 	pendCount int
@@ -224,20 +257,25 @@ func (s *Scheduler) Stats() Stats {
 
 type active struct {
 	attempt int
+	since   time.Time
 	cancel  context.CancelCauseFunc
+	ending  atomic.Bool // the run returned; its end is being stored
 }
 
 // New makes a scheduler; call Start to run jobs. exec may be set later with
 // SetExecutor but before Start (the task manager needs the scheduler first).
 func New(db *store.DB, artifacts *artifact.Manager, exec Executor, opt Options) *Scheduler {
 	opt.defaults()
-	return &Scheduler{
-		db: db, q: db.Prepare(withCols(queries)), artifacts: artifacts, exec: exec, opt: opt,
-		log: opt.Logger, hub: newHub(),
+	host, _ := os.Hostname()
+	s := &Scheduler{
+		db: db, artifacts: artifacts, exec: exec, opt: opt,
+		log: opt.Logger, hub: newHub(), notify: db.Notifier(), host: host,
 		wake: make(chan struct{}, 1), slots: make(chan struct{}, opt.MaxConcurrency),
-		freed: make(chan struct{}, 1), retryAt: make(chan time.Time, 64),
-		active: map[string]*active{},
+		freed: make(chan struct{}, 1), active: map[string]*active{},
 	}
+	s.wakes.changed = make(chan struct{}, 1)
+	db.MustBind(withCols(queries), &s.q)
+	return s
 }
 
 // SetExecutor sets the executor; call it before Start.
@@ -257,19 +295,31 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	}
 	bctx, bcancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.batchEnd = bcancel
-	s.batch = store.NewBatcher(bctx, s.db, 256)
+	writers := 1 // SQLite has one writer
+	if s.db.Dialect == store.Postgres {
+		writers = 4
+	}
+	s.batch = batch.New(bctx, s.db.InTx, 256, writers)
 	s.started = time.Now()
 	s.backlog.Store(true) // jobs may be pending from before
+	s.listen()
+	if err := s.notify.Ready(ctx); err != nil {
+		return fmt.Errorf("listen for other nodes' signals: %w", err)
+	}
+	if err := s.heartbeat(ctx); err != nil {
+		return fmt.Errorf("register node: %w", err)
+	}
 	if err := s.rescue(ctx, true); err != nil {
 		return fmt.Errorf("rescue jobs of dead nodes: %w", err)
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = cancel
-	s.loops.Add(2)
+	s.loops.Add(3)
 	go func() { defer s.loops.Done(); s.dispatch(lctx) }()
 	go func() { defer s.loops.Done(); s.maintain(lctx) }()
+	go func() { defer s.loops.Done(); s.fence(lctx) }()
 	s.kick()
-	s.scheduleNextRetry(ctx)
+	s.armNextDelayed(ctx)
 	return nil
 }
 
@@ -342,12 +392,12 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 		s.start(run)
 		return run, nil
 	}
-	err = s.batch.Do(ctx, func(tx *sql.Tx) error {
-		if _, err := s.db.ExecTx(ctx, tx, s.q["Insert"], r.ID, r.TaskID, r.Type, r.Command, string(r.Task),
+	err = s.do(ctx, func(tx *sql.Tx) error {
+		if _, err := s.db.ExecTx(ctx, tx, s.q.Insert, r.ID, r.TaskID, r.Type, r.Command, string(r.Task),
 			jsonText(r.Params), jsonText(r.Env), r.MaxAttempts, timeout, ms, ms); err != nil {
 			return err
 		}
-		_, err := s.db.ExecTx(ctx, tx, s.q["InsertEvent"], r.ID, 1, "status", 1, len(data), string(data))
+		_, err := s.db.ExecTx(ctx, tx, s.q.InsertEvent, r.ID, 1, "status", 1, len(data), string(data))
 		return err
 	})
 	if err != nil {
@@ -356,6 +406,7 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 	s.backlog.Store(true)
 	s.opt.Observer.Submitted(r.Type)
 	s.kick()
+	s.notify.PublishRemote(topicReady, "") // idle nodes beside a busy one take it
 	return r, nil
 }
 
@@ -379,16 +430,16 @@ func (s *Scheduler) insertRunning(ctx context.Context, pending *Record, pendingD
 		return nil, err
 	}
 	ms := now.UnixMilli()
-	err = s.batch.Do(ctx, func(tx *sql.Tx) error {
-		if _, err := s.db.ExecTx(ctx, tx, s.q["InsertRunning"], run.ID, run.TaskID, run.Type, run.Command, string(run.Task),
+	err = s.do(ctx, func(tx *sql.Tx) error {
+		if _, err := s.db.ExecTx(ctx, tx, s.q.InsertRunning, run.ID, run.TaskID, run.Type, run.Command, string(run.Task),
 			jsonText(run.Params), jsonText(run.Env), run.MaxAttempts, timeout, ms, ms, ms, s.opt.Node,
 			now.Add(s.opt.Lease).UnixMilli()); err != nil {
 			return err
 		}
-		if _, err := s.db.ExecTx(ctx, tx, s.q["InsertEvent"], run.ID, 1, "status", 1, len(pendingData), string(pendingData)); err != nil {
+		if _, err := s.db.ExecTx(ctx, tx, s.q.InsertEvent, run.ID, 1, "status", 1, len(pendingData), string(pendingData)); err != nil {
 			return err
 		}
-		_, err := s.db.ExecTx(ctx, tx, s.q["InsertEvent"], run.ID, 2, "status", 1, len(runData), string(runData))
+		_, err := s.db.ExecTx(ctx, tx, s.q.InsertEvent, run.ID, 2, "status", 1, len(runData), string(runData))
 		return err
 	})
 	return &run, err
@@ -419,7 +470,7 @@ func (s *Scheduler) queueFull(ctx context.Context) bool {
 
 // Get returns one job or ErrNotFound.
 func (s *Scheduler) Get(ctx context.Context, id string) (*Record, error) {
-	r, err := scanRecord(s.db.QueryRow(ctx, s.q["Get"], id))
+	r, err := scanRecord(s.db.QueryRow(ctx, s.q.Get, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -436,10 +487,10 @@ type Filter struct {
 func (s *Scheduler) List(ctx context.Context, f Filter, limit, offset int) ([]*Record, int, error) {
 	st := string(f.Status)
 	var total int
-	if err := s.db.QueryRow(ctx, s.q["Count"], st, st, f.TaskID, f.TaskID).Scan(&total); err != nil {
+	if err := s.db.QueryRow(ctx, s.q.Count, st, st, f.TaskID, f.TaskID).Scan(&total); err != nil {
 		return nil, 0, err
 	}
-	rows, err := s.db.Query(ctx, s.q["List"], st, st, f.TaskID, f.TaskID, limit, offset)
+	rows, err := s.db.Query(ctx, s.q.List, st, st, f.TaskID, f.TaskID, limit, offset)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -458,7 +509,7 @@ func (s *Scheduler) List(ctx context.Context, f Filter, limit, offset int) ([]*R
 // PendingCount returns how many jobs wait to run, on every node.
 func (s *Scheduler) PendingCount(ctx context.Context) (int, error) {
 	var n int
-	err := s.db.QueryRow(ctx, s.q["CountPending"]).Scan(&n)
+	err := s.db.QueryRow(ctx, s.q.CountPending).Scan(&n)
 	return n, err
 }
 
@@ -472,7 +523,7 @@ func (s *Scheduler) RunningCount() int {
 // TaskHasJob reports whether any job of the task is stored.
 func (s *Scheduler) TaskHasJob(ctx context.Context, taskID string) (bool, error) {
 	var n int
-	err := s.db.QueryRow(ctx, s.q["TaskHasJob"], taskID).Scan(&n)
+	err := s.db.QueryRow(ctx, s.q.TaskHasJob, taskID).Scan(&n)
 	return n > 0, err
 }
 
@@ -494,27 +545,26 @@ func (s *Scheduler) Wait(ctx context.Context, id string) (*Record, error) {
 }
 
 // Cancel stops a job: a pending job becomes canceled at once; a running one
-// is told to stop (its context is canceled, a shell gets SIGTERM then SIGKILL)
-// and Cancel waits up to 15 s for it to end. A finished job is ErrAlreadyFinished.
+// is told to stop, on whichever node runs it (its context is canceled, a
+// shell gets SIGTERM then SIGKILL), and Cancel waits up to 15 s for it to
+// end. A finished job is ErrAlreadyFinished.
+//
+// The request is recorded in the job's row before the owner is signalled, so
+// it holds even if the signal is lost: the owner also reads it at its next
+// lease renewal, a failing attempt cannot be retried past it, and a rescue
+// ends the job canceled.
 func (s *Scheduler) Cancel(ctx context.Context, id string) (*Record, error) {
 	for range 3 {
 		r, err := s.cancelPending(ctx, id)
 		if err != nil || r != nil {
 			return r, err
 		}
-		var node string
-		var attempt int
-		err = s.db.QueryRowW(ctx, s.q["RequestCancel"], cancelRequested, id).Scan(&node, &attempt)
+		err = s.requestStop(ctx, id, cancelRequested)
 		if err == nil {
-			if node == s.opt.Node {
-				s.cancelLocal(id, errCanceled)
-			}
-			// A job on another node sees cancel_requested at its next lease
-			// renewal (or at once through a database notification).
 			wctx, done := context.WithTimeout(ctx, 15*time.Second)
 			defer done()
 			r, err := s.Wait(wctx, id)
-			if errors.Is(err, context.DeadlineExceeded) {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 				return s.Get(ctx, id)
 			}
 			return r, err
@@ -534,23 +584,43 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) (*Record, error) {
 	return nil, fmt.Errorf("cancel job %s: state kept changing", id)
 }
 
-func (s *Scheduler) cancelLocal(id string, cause error) {
+// requestStop records a cancel (or delete) request on a running job and
+// tells its node; sql.ErrNoRows when the job is not running.
+func (s *Scheduler) requestStop(ctx context.Context, id string, level int) error {
+	var node sql.NullString
+	var attempt int
+	if err := s.db.QueryRowW(ctx, s.q.RequestCancel, level, id).Scan(&node, &attempt); err != nil {
+		return err
+	}
+	if node.String == s.opt.Node {
+		s.cancelLocal(id, attempt, cancelCause(level))
+	} else {
+		s.notify.PublishRemote(topicCancel, strconv.Itoa(level)+":"+strconv.Itoa(attempt)+":"+id)
+	}
+	return nil
+}
+
+// cancelLocal stops the run of job id on this node, if it runs here (and,
+// when attempt > 0, is that attempt).
+func (s *Scheduler) cancelLocal(id string, attempt int, cause error) bool {
 	s.mu.Lock()
 	a := s.active[id]
 	s.mu.Unlock()
-	if a != nil {
-		a.cancel(cause)
+	if a == nil || attempt > 0 && a.attempt != attempt {
+		return false
 	}
+	a.cancel(cause)
+	return true
 }
 
 // cancelPending cancels a pending job; nil, nil when it was not pending.
 func (s *Scheduler) cancelPending(ctx context.Context, id string) (*Record, error) {
 	var rec *Record
 	now := time.Now().UTC()
-	err := s.batch.Do(ctx, func(tx *sql.Tx) error {
+	err := s.do(ctx, func(tx *sql.Tx) error {
 		rec = nil
 		artID := ids.New()
-		r, err := scanRecord(s.db.QueryRowTx(ctx, tx, s.q["CancelPending"], now.UnixMilli(), errCanceled.Error(), artID, id))
+		r, err := scanRecord(s.db.QueryRowTx(ctx, tx, s.q.CancelPending, now.UnixMilli(), errCanceled.Error(), artID, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -566,37 +636,41 @@ func (s *Scheduler) cancelPending(ctx context.Context, id string) (*Record, erro
 	if err != nil || rec == nil {
 		return nil, err
 	}
-	s.hub.notify(id)
+	s.changed(id)
 	s.opt.Observer.Finished(rec, Canceled, 0)
+	s.logEnd(rec, 0)
 	return rec, nil
 }
 
 // Delete cancels the job if it is not finished, then deletes its record and
 // events (its artifact stays). Streams of the job end with a "deleted"
 // status rather than "canceled": a pending or finished job goes in one
-// transaction, and a running one is stopped by its node, which deletes it
-// in the transaction that records the end of the run.
+// transaction, and a running one is stopped by its node, wherever it runs,
+// which deletes it in the transaction that records the end of the run.
+// When that node does not answer within 15 s, Delete returns
+// ErrStillRunning; the request stays recorded and is carried out when the
+// run ends or is rescued.
 func (s *Scheduler) Delete(ctx context.Context, id string) error {
 	for range 3 {
 		var deleted bool
 		now := time.Now().UTC()
-		err := s.batch.Do(ctx, func(tx *sql.Tx) error {
+		err := s.do(ctx, func(tx *sql.Tx) error {
 			deleted = false
 			artID := ids.New()
-			r, err := scanRecord(s.db.QueryRowTx(ctx, tx, s.q["CancelPending"], now.UnixMilli(), errDeleted.Error(), artID, id))
+			r, err := scanRecord(s.db.QueryRowTx(ctx, tx, s.q.CancelPending, now.UnixMilli(), errDeleted.Error(), artID, id))
 			if err == nil {
 				err = s.writeArtifact(ctx, tx, r, artID, Outcome{Err: errDeleted}, nil, now)
 			}
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return err
 			}
-			res, err := s.db.ExecTx(ctx, tx, s.q["DeleteUnlessRunning"], id)
+			res, err := s.db.ExecTx(ctx, tx, s.q.DeleteUnlessRunning, id)
 			if err != nil {
 				return err
 			}
 			if n, _ := res.RowsAffected(); n == 1 {
 				deleted = true
-				_, err = s.db.ExecTx(ctx, tx, s.q["DeleteEvents"], id)
+				_, err = s.db.ExecTx(ctx, tx, s.q.DeleteEvents, id)
 			}
 			return err
 		})
@@ -604,12 +678,10 @@ func (s *Scheduler) Delete(ctx context.Context, id string) error {
 			return err
 		}
 		if deleted {
-			s.hub.notify(id)
+			s.changed(id)
 			return nil
 		}
-		var node string
-		var attempt int
-		err = s.db.QueryRowW(ctx, s.q["RequestCancel"], deleteRequested, id).Scan(&node, &attempt)
+		err = s.requestStop(ctx, id, deleteRequested)
 		if errors.Is(err, sql.ErrNoRows) {
 			if _, err := s.Get(ctx, id); err != nil {
 				return err // ErrNotFound: nothing to delete
@@ -619,14 +691,14 @@ func (s *Scheduler) Delete(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		if node == s.opt.Node {
-			s.cancelLocal(id, errDeleted)
-		}
 		wctx, done := context.WithTimeout(ctx, 15*time.Second)
 		_, err = s.Wait(wctx, id)
 		done()
 		if errors.Is(err, ErrNotFound) {
 			return nil
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return ErrStillRunning
 		}
 		if err != nil {
 			return err
@@ -641,14 +713,14 @@ func (s *Scheduler) insertStatusEvent(ctx context.Context, tx *sql.Tx, r *Record
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecTx(ctx, tx, s.q["InsertEvent"], r.ID, r.eventSeq, "status", 1, len(data), string(data))
+	_, err = s.db.ExecTx(ctx, tx, s.q.InsertEvent, r.ID, r.eventSeq, "status", 1, len(data), string(data))
 	return err
 }
 
 // Shutdown stops taking jobs, lets running jobs finish for up to grace, then
 // cancels them: each ends failed ("interrupted by shutdown") or, with
 // attempts left, goes back to pending for the next start. Pending jobs stay
-// pending. Nothing accepted is lost.
+// pending. Nothing accepted is lost. The node leaves the registry.
 func (s *Scheduler) Shutdown(ctx context.Context, grace time.Duration) {
 	s.closing.Store(true)
 	s.submitMu.Lock() // wait out fast-path submits that already took a slot
@@ -665,19 +737,26 @@ func (s *Scheduler) Shutdown(ctx context.Context, grace time.Duration) {
 	select {
 	case <-done:
 	case <-t.C:
-		s.mu.Lock()
-		for _, a := range s.active {
-			a.cancel(errShutdown)
-		}
-		s.mu.Unlock()
+		s.cancelAll(errShutdown)
 		<-done
 	case <-ctx.Done():
-		s.mu.Lock()
-		for _, a := range s.active {
-			a.cancel(errShutdown)
-		}
-		s.mu.Unlock()
+		s.cancelAll(errShutdown)
 		<-done
 	}
+	for _, u := range s.unsub {
+		u()
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	s.db.Exec(dctx, s.q.DeleteNode, s.opt.Node)
+	cancel()
 	s.batchEnd()
+}
+
+func (s *Scheduler) cancelAll(cause error) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.active {
+		a.cancel(cause)
+	}
+	return len(s.active)
 }

@@ -1,11 +1,11 @@
 // Package store opens servicekit's database and hides what differs between
-// the embedded SQLite default and PostgreSQL.
+// the embedded SQLite default and PostgreSQL: the dialect, the embedded
+// migrations of each, and the [Notifier] that carries signals between the
+// processes sharing a database (LISTEN/NOTIFY on PostgreSQL).
 //
-// Everything above this package speaks one SQL: `?` placeholders, Unix
-// millisecond integers for times, JSON stored as text, RETURNING, and the
-// token /*SKIP_LOCKED*/ where a claim query wants row locks on PostgreSQL.
-// [DB.Prepare] rewrites a package's named queries (see [Queries]) for the
-// dialect once, so the task, job and artifact code never branches on it.
+// Everything above this package speaks one SQL (see internal/sqlq); the
+// DB rewrites and prepares a package's named queries once, so the task, job
+// and artifact code never branches on the dialect.
 //
 // SQLite gets two pools: one writer connection, because SQLite has a single
 // writer and queueing writers inside Go is cheaper and fairer than letting
@@ -25,8 +25,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/servicekit/servicekit/internal/sqlq"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
@@ -47,6 +51,8 @@ const DefaultURL = "sqlite:///./servicekit.db"
 type DB struct {
 	Dialect Dialect
 	// W runs statements that write. On SQLite it holds exactly one connection.
+	// W and R are public for task functions that are given the database
+	// handle and run their own SQL; the engine goes through the helpers.
 	W *sql.DB
 	// R runs read-only queries; on PostgreSQL it is the same pool as W.
 	R *sql.DB
@@ -54,7 +60,11 @@ type DB struct {
 	url  string
 	path string // SQLite file, "" for :memory: and PostgreSQL
 
-	wst, rst *stmtCache // prepared statements of W and R
+	dsn      string      // driver DSN (PostgreSQL: for the notifier's own connection)
+	wst, rst *sqlq.Cache // prepared statements of W and R
+
+	notifyOnce sync.Once
+	notifier   *Notifier
 }
 
 //go:embed migrations
@@ -68,7 +78,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{Dialect: dialect, url: rawURL}
+	db := &DB{Dialect: dialect, url: rawURL, dsn: dsn}
 	switch dialect {
 	case SQLite:
 		if err := db.openSQLite(dsn); err != nil {
@@ -83,7 +93,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		p.SetMaxIdleConns(max(8, 4*runtime.NumCPU()))
 		db.W, db.R = p, p
 	}
-	db.wst, db.rst = newStmtCache(db.W), newStmtCache(db.R)
+	db.wst, db.rst = sqlq.NewCache(db.W), sqlq.NewCache(db.R)
 	if err := db.Ping(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
@@ -211,10 +221,31 @@ func isUndefinedTable(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "42P01")
 }
 
-// Close closes both pools.
+// Notifier returns the database's signal carrier (see [Notifier]), starting
+// its PostgreSQL listener on first use.
+func (db *DB) Notifier() *Notifier {
+	db.notifyOnce.Do(func() {
+		db.notifier = newNotifier(db)
+		if db.Dialect != Postgres {
+			return
+		}
+		schema := "public"
+		if err := db.W.QueryRow("SELECT current_schema()").Scan(&schema); err != nil {
+			db.notifier.log.Warn("notifier: read current schema; using public", "error", err)
+		}
+		db.notifier.start(schema)
+	})
+	return db.notifier
+}
+
+// Close stops the notifier and closes both pools.
 func (db *DB) Close() error {
-	db.wst.close()
-	db.rst.close()
+	db.notifyOnce.Do(func() {}) // no notifier may start from here on
+	if db.notifier != nil {
+		db.notifier.close()
+	}
+	db.wst.Close()
+	db.rst.Close()
 	err := db.W.Close()
 	if db.R != db.W {
 		err = errors.Join(err, db.R.Close())
@@ -241,7 +272,19 @@ func (db *DB) migrationFS() (fs.FS, goose.Dialect) {
 
 func (db *DB) provider() (*goose.Provider, error) {
 	fsys, dialect := db.migrationFS()
-	return goose.NewProvider(dialect, db.W, fsys)
+	var opts []goose.ProviderOption
+	if db.Dialect == Postgres {
+		// Several servers started at once on an empty database must not run
+		// the migrations side by side (CREATE TABLE races end in duplicate
+		// key errors in pg_type): a session advisory lock serializes them,
+		// and each one after the first finds nothing left to apply.
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	return goose.NewProvider(dialect, db.W, fsys, opts...)
 }
 
 // Migrate applies every embedded migration not yet applied.

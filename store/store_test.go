@@ -38,17 +38,6 @@ func TestParseURL(t *testing.T) {
 	}
 }
 
-func TestRebind(t *testing.T) {
-	got := Rebind(Postgres, "SELECT id FROM jobs WHERE a = ? AND b = '?' AND c = ? /*SKIP_LOCKED*/")
-	want := "SELECT id FROM jobs WHERE a = $1 AND b = '?' AND c = $2 FOR UPDATE SKIP LOCKED"
-	if got != want {
-		t.Fatalf("got %q want %q", got, want)
-	}
-	if got := Rebind(SQLite, "x = ? /*SKIP_LOCKED*/"); got != "x = ? " {
-		t.Fatalf("sqlite: %q", got)
-	}
-}
-
 func TestOpenMigrateSQLite(t *testing.T) {
 	ctx := context.Background()
 	for _, u := range []string{"sqlite:///" + filepath.Join(t.TempDir(), "sub", "a.db"), "sqlite://:memory:"} {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"reflect"
+	"strconv"
 
 	"github.com/servicekit/servicekit/artifact"
 	"github.com/servicekit/servicekit/job"
@@ -56,7 +58,17 @@ func (m *Manager) runShell(ctx context.Context, run *job.Run) job.Outcome {
 	if err := m.checkShell(run.Job.Command, run.Job.Env); err != nil {
 		return job.Outcome{Err: err}
 	}
-	res, err := shell.Cmd{Command: run.Job.Command, Env: run.Job.Env, Stdout: run.Stdout, Stderr: run.Stderr}.Run(ctx)
+	// The job's own identity, so a script can name its outputs or make a
+	// retried attempt idempotent; the job's env cannot override these.
+	env := make(map[string]string, len(run.Job.Env)+3)
+	maps.Copy(env, run.Job.Env)
+	env["SERVICEKIT_JOB_ID"] = run.Job.ID
+	env["SERVICEKIT_JOB_ATTEMPT"] = strconv.Itoa(run.Job.Attempt)
+	if run.Job.Node != nil {
+		env["SERVICEKIT_NODE"] = *run.Job.Node
+	}
+	res, err := shell.Cmd{Command: run.Job.Command, Env: env, Stdout: run.Stdout, Stderr: run.Stderr,
+		KillGrace: run.KillGrace}.Run(ctx)
 	if err != nil {
 		return job.Outcome{Err: err}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/servicekit/servicekit/artifact"
 	"github.com/servicekit/servicekit/internal/ids"
+	"github.com/servicekit/servicekit/internal/sqlq"
 	"github.com/servicekit/servicekit/job"
 	"github.com/servicekit/servicekit/store"
 )
@@ -22,7 +23,10 @@ import (
 //go:embed queries.sql
 var queryFS embed.FS
 
-var queries = store.MustLoadQueries(queryFS, "queries.sql")
+var queries = sqlq.MustLoad(queryFS, "queries.sql")
+
+// taskQueries are the statements of queries.sql, one field per "-- name:".
+type taskQueries struct{ Insert, Get, GetVersion, List, Count, Update, Delete, WithJobFlag string }
 
 // ShellPolicy decides whether a shell command may be stored or run. Check
 // returns nil to allow, or an error whose text says why not.
@@ -45,7 +49,7 @@ type Options struct {
 // task endpoints. It is also the job executor for function and shell jobs.
 type Manager struct {
 	db        *store.DB
-	q         store.Queries
+	q         taskQueries
 	reg       *Registry
 	jobs      *job.Scheduler
 	artifacts *artifact.Manager
@@ -66,10 +70,11 @@ func NewManager(db *store.DB, jobs *job.Scheduler, artifacts *artifact.Manager, 
 		opt.Logger = slog.Default()
 	}
 	m := &Manager{
-		db: db, q: db.Prepare(queries), reg: opt.Registry, jobs: jobs, artifacts: artifacts,
+		db: db, reg: opt.Registry, jobs: jobs, artifacts: artifacts,
 		policy: opt.Policy, provided: opt.Provided, log: opt.Logger,
 		bindings: map[*Function]*Binding{},
 	}
+	db.MustBind(queries, &m.q)
 	jobs.SetExecutor(executor{m})
 	return m
 }
@@ -155,7 +160,7 @@ func (m *Manager) Create(ctx context.Context, in Input) (*Task, error) {
 	if err := m.validate(t); err != nil {
 		return nil, err
 	}
-	_, err := m.db.Exec(ctx, m.q["Insert"], t.ID, t.Command, t.Type, t.Enabled, jsonOrNull(t.Params),
+	_, err := m.db.Exec(ctx, m.q.Insert, t.ID, t.Command, t.Type, t.Enabled, jsonOrNull(t.Params),
 		jsonOrNull(t.Env), t.TimeoutSeconds, t.Retries, now.UnixMilli(), now.UnixMilli())
 	if err != nil {
 		return nil, err
@@ -239,7 +244,7 @@ func prefix(p string, fe []FieldError) []FieldError {
 
 // Get returns a task or ErrNotFound.
 func (m *Manager) Get(ctx context.Context, id string) (*Task, error) {
-	return scanTask(m.db.QueryRow(ctx, m.q["Get"], id))
+	return scanTask(m.db.QueryRow(ctx, m.q.Get, id))
 }
 
 // Filter selects tasks for List; nil/empty fields match everything.
@@ -255,10 +260,10 @@ func (m *Manager) List(ctx context.Context, f Filter, limit, offset int) ([]*Tas
 		en, enV = "set", *f.Enabled
 	}
 	var total int
-	if err := m.db.QueryRow(ctx, m.q["Count"], en, enV, f.Type, f.Type).Scan(&total); err != nil {
+	if err := m.db.QueryRow(ctx, m.q.Count, en, enV, f.Type, f.Type).Scan(&total); err != nil {
 		return nil, 0, err
 	}
-	rows, err := m.db.Query(ctx, m.q["List"], en, enV, f.Type, f.Type, limit, offset)
+	rows, err := m.db.Query(ctx, m.q.List, en, enV, f.Type, f.Type, limit, offset)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -276,10 +281,33 @@ func (m *Manager) List(ctx context.Context, f Filter, limit, offset int) ([]*Tas
 
 // Update applies a partial update and re-validates the whole task.
 func (m *Manager) Update(ctx context.Context, id string, p Patch) (*Task, error) {
-	t, err := m.Get(ctx, id)
-	if err != nil {
-		return nil, err
+	// Read, patch, write only if nobody wrote in between; else again. Two
+	// concurrent PATCHes of different fields thus both land.
+	for range 20 {
+		var version int64
+		t, err := scanTask(m.db.QueryRow(ctx, m.q.GetVersion, id), &version)
+		if err != nil {
+			return nil, err
+		}
+		p.apply(t)
+		if err := m.validate(t); err != nil {
+			return nil, err
+		}
+		t.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
+		res, err := m.db.Exec(ctx, m.q.Update, t.Command, t.Type, t.Enabled, jsonOrNull(t.Params),
+			jsonOrNull(t.Env), t.TimeoutSeconds, t.Retries, t.UpdatedAt.UnixMilli(), t.ID, version)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return t, nil
+		}
 	}
+	return nil, fmt.Errorf("update task %s: it kept changing under concurrent updates; try again", id)
+}
+
+// apply sets the fields the patch names.
+func (p Patch) apply(t *Task) {
 	typeGiven := p.Type != nil
 	if p.Command != nil {
 		t.Command = *p.Command
@@ -317,24 +345,11 @@ func (m *Manager) Update(ctx context.Context, id string, p Patch) (*Task, error)
 			t.Retries = 0
 		}
 	}
-	if err := m.validate(t); err != nil {
-		return nil, err
-	}
-	t.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
-	res, err := m.db.Exec(ctx, m.q["Update"], t.Command, t.Type, t.Enabled, jsonOrNull(t.Params),
-		jsonOrNull(t.Env), t.TimeoutSeconds, t.Retries, t.UpdatedAt.UnixMilli(), t.ID)
-	if err != nil {
-		return nil, err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return nil, ErrNotFound
-	}
-	return t, nil
 }
 
 // Delete removes a task. Its jobs keep running with their snapshot of it.
 func (m *Manager) Delete(ctx context.Context, id string) error {
-	res, err := m.db.Exec(ctx, m.q["Delete"], id)
+	res, err := m.db.Exec(ctx, m.q.Delete, id)
 	if err != nil {
 		return err
 	}
@@ -413,7 +428,7 @@ func merge[M ~map[string]V, V any](base, over M) M {
 // does not have, reason "function_not_registered" (which wins when both
 // hold). reason filters to tasks with that reason when not empty.
 func (m *Manager) Orphaned(ctx context.Context, reason string) ([]Orphan, error) {
-	rows, err := m.db.Query(ctx, m.q["WithJobFlag"])
+	rows, err := m.db.Query(ctx, m.q.WithJobFlag)
 	if err != nil {
 		return nil, err
 	}

@@ -15,10 +15,16 @@ ORDER BY id LIMIT ? OFFSET ?
 -- name: Count
 SELECT COUNT(*) FROM tasks WHERE (? = '' OR enabled = ?) AND (? = '' OR type = ?)
 
+-- name: GetVersion
+SELECT id, command, type, enabled, params, env, timeout_seconds, retries, created_at, updated_at, version
+FROM tasks WHERE id = ?
+
+-- Conditional on the version read: a concurrent update makes this change
+-- nothing, and Update re-reads and re-applies its patch.
 -- name: Update
 UPDATE tasks SET command = ?, type = ?, enabled = ?, params = ?, env = ?, timeout_seconds = ?,
-                 retries = ?, updated_at = ?
-WHERE id = ?
+                 retries = ?, updated_at = ?, version = version + 1
+WHERE id = ? AND version = ?
 
 -- name: Delete
 DELETE FROM tasks WHERE id = ?

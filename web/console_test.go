@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,7 +21,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/servicekit/servicekit"
-	"github.com/servicekit/servicekit/store"
+	"github.com/servicekit/servicekit/job"
 	"github.com/servicekit/servicekit/task"
 )
 
@@ -323,7 +324,7 @@ func TestBrowserJobsPage(t *testing.T) {
 	jobS := runJob(t, svc, shellT.ID, task.ExecuteInput{}, "completed")
 	jobR := startSlow(t, svc, slowT.ID)
 	// jobB was submitted two hours ago, as far as the time filter can tell.
-	if _, err := svc.DB.W.Exec(store.Rebind(svc.DB.Dialect, `UPDATE jobs SET submitted_at = ? WHERE id = ?`),
+	if _, err := svc.DB.W.Exec(svc.DB.Rebind(`UPDATE jobs SET submitted_at = ? WHERE id = ?`),
 		time.Now().Add(-2*time.Hour).UnixMilli(), jobB); err != nil {
 		t.Fatal(err)
 	}
@@ -450,7 +451,7 @@ func TestBrowserJobsPage(t *testing.T) {
 
 // TestBrowserOverview checks the overview against the API: the counts by
 // status, the per-minute chart's bars, the running job with its progress,
-// and the node list.
+// and the node list (with a second server process on the same database).
 func TestBrowserOverview(t *testing.T) {
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
@@ -463,6 +464,16 @@ func TestBrowserOverview(t *testing.T) {
 	}
 	runJob(t, svc, failT.ID, task.ExecuteInput{}, "failed")
 	jobR := startSlow(t, svc, slowT.ID)
+	// A second server process on the same database: a second live node.
+	second, err := servicekit.New(servicekit.Info{DisplayName: "second"}).
+		WithDatabase(svc.DB.String()).WithRegistry(consoleRegistry(release)).WithTasks().
+		WithJobOptions(job.Options{Node: "second-node"}).WithShutdownTimeout(2 * time.Second).
+		WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))).
+		Build(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { second.Close() })
 
 	b := newBrowser(t)
 	shots := screenshotDir(t)
@@ -501,16 +512,23 @@ func TestBrowserOverview(t *testing.T) {
 		t.Errorf("chart %+v, want 60 minutes holding 3 completed (in the last minutes) and 1 failed, drawn as bars", bars)
 	}
 	var sys struct {
-		Node  string           `json:"node"`
-		Nodes []map[string]any `json:"nodes"`
+		Node  string `json:"node"`
+		Nodes []struct {
+			ID string `json:"id"`
+		} `json:"nodes"`
 	}
 	apiJSON(t, ts, "GET", "/api/v1/system", nil, &sys)
-	nodes := b.eval(t, `JSON.stringify([...document.querySelectorAll('#overview-nodes [data-node]')].map(e => e.dataset.node))`)
-	if sys.Nodes == nil && nodes != `["`+sys.Node+`"]` {
-		t.Errorf("nodes shown %s, want this node %q", nodes, sys.Node)
+	var nodeIDs []string
+	for _, n := range sys.Nodes {
+		nodeIDs = append(nodeIDs, n.ID)
 	}
-	if sys.Nodes != nil && len(sys.Nodes) > 0 && !strings.Contains(nodes, sys.Node) {
-		t.Errorf("nodes shown %s, want the API's %v", nodes, sys.Nodes)
+	if !slices.Contains(nodeIDs, "second-node") || !slices.Contains(nodeIDs, sys.Node) {
+		t.Errorf("GET /api/v1/system lists nodes %v, want this node %s and second-node", nodeIDs, sys.Node)
+	}
+	wantJSON, _ := json.Marshal(nodeIDs)
+	b.do(t, "the node list shows the API's nodes", poll(`JSON.stringify([...document.querySelectorAll('#overview-nodes [data-node]')].map(e => e.dataset.node)) === '`+string(wantJSON)+`'`))
+	if v := b.eval(t, `document.querySelector('#overview-nodes [data-node="`+sys.Node+`"]').textContent`); !strings.Contains(v, "this server") {
+		t.Errorf("this server's node row %q is not marked as this server", v)
 	}
 	b.screenshot(t, shots, "overview-desktop")
 

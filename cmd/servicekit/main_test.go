@@ -4,8 +4,10 @@ package main
 // real SQLite file, talk HTTP to it and kill it with SIGKILL.
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -307,5 +310,136 @@ func TestHugeOutputStaysBounded(t *testing.T) {
 				t.Fatalf("server peak RSS %d KiB: output is not bounded", kb)
 			}
 		}
+	}
+}
+
+// runBinary runs the servicekit binary with args and returns its exit
+// status and output.
+func runBinary(t *testing.T, dir string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SERVICEKIT_URL=", "SERVICEKIT_DATABASE_URL=", "SERVICEKIT_ADDR=")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+}
+
+// TestExitStatuses checks the statuses the real process exits with (the
+// cli package tests check the same through its functions; this is the
+// os.Exit at the end).
+func TestExitStatuses(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, filepath.Join(dir, "t.db"))
+	failing := s.task(map[string]any{"command": "exit 5"})
+	greet := s.task(map[string]any{"command": "echo hi"})
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"task", "bogus"}, 2, `unknown command "bogus" for "servicekit task"`},
+		{[]string{"task", "get", "--server", s.url, "01ARZ3NDEKTSV4RRFFQ69G5FAV"}, 2, "servicekit: Not Found: "},
+		{[]string{"job", "list", "--server", "http://" + freeAddr(t)}, 3, "cannot reach the servicekit server"},
+		{[]string{"task", "run", "--server", s.url, failing, "--wait"}, 5, "failed in "},
+		{[]string{"task", "run", "--server", s.url, strings.ToLower(greet), "--follow"}, 0, "completed in "},
+		{[]string{"task"}, 0, ""},
+	} {
+		code, _, stderr := runBinary(t, dir, c.args...)
+		if code != c.code || !strings.Contains(stderr, c.want) {
+			t.Errorf("servicekit %v: exit %d, want %d; stderr %q, want %q in it", c.args, code, c.code, stderr, c.want)
+		}
+	}
+}
+
+// TestServePortInUseBinary: a second server on a busy port exits 1 at once
+// with a hint, and leaves no ./servicekit.db behind.
+func TestServePortInUseBinary(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	code, _, stderr := runBinary(t, dir, "serve", "--addr", busy.Addr().String())
+	if code != 1 || !strings.Contains(stderr, "already in use") || !strings.Contains(stderr, "SERVICEKIT_ADDR") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("serve left files behind: %v", entries)
+	}
+}
+
+// TestCtrlCCancelsJob sends a real SIGINT to `servicekit task run --follow`
+// while its job runs: the command cancels the job and exits 130.
+func TestCtrlCCancelsJob(t *testing.T) {
+	s := start(t, filepath.Join(t.TempDir(), "t.db"))
+	taskID := s.task(map[string]any{"command": "echo started; sleep 60"})
+	cmd := exec.Command(binary(t), "task", "run", "--server", s.url, taskID, "--follow")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "started\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, stdout)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Fatalf("exit %d, want 130; stderr:\n%s", code, &stderr)
+	}
+	m := regexp.MustCompile(`canceling job (\S+) `).FindStringSubmatch(stderr.String())
+	if m == nil {
+		t.Fatalf("stderr:\n%s", &stderr)
+	}
+	if j := s.job(m[1]); j.Status != "canceled" {
+		t.Errorf("job after Ctrl-C: %+v", j)
+	}
+}
+
+// TestStartupLine reads the server's startup line, which names the console
+// URL, and stops the server with SIGINT: a graceful stop exits 0.
+func TestStartupLine(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cmd := exec.Command(binary(t), "serve", "--addr", addr, "--database", "sqlite:///"+filepath.Join(dir, "t.db"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stderr)
+	line := ""
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "servicekit listening") {
+			line = sc.Text()
+			break
+		}
+	}
+	if !strings.Contains(line, "console=http://"+addr+"/") {
+		t.Errorf("startup line %q does not name the console URL", line)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	io.Copy(io.Discard, stderr)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit %d after SIGINT, want 0", code)
 	}
 }

@@ -122,7 +122,7 @@ export async function jobsView(root, {query, signal}) {
     if (taskID && j.task_id !== taskID) return false;
     if (range.ms && Date.parse(j.submitted_at) < Date.now() - range.ms) return false;
     if (!q) return true;
-    const needle = q.toLowerCase().replace(/^…/, '');
+    const needle = q.toLowerCase().replace(/^(…|\.\.\.)/, ''); // the short form as shown, or typed
     return j.id.toLowerCase().includes(needle) || j.command.toLowerCase().includes(needle);
   };
 

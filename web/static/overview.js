@@ -114,7 +114,7 @@ function drawChart(s, width) {
   const fmt = new Intl.DateTimeFormat(undefined, {hour: '2-digit', minute: '2-digit'});
 
   const parts = [];
-  for (const v of [0, top / 2, top]) {
+  for (const v of Number.isInteger(top / 2) ? [0, top / 2, top] : [0, top]) {
     parts.push(svg('line', {x1: pad.l, x2: W - pad.r, y1: y(v), y2: y(v), class: 'grid-line'}),
       svg('text', {x: pad.l - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'axis'}, Number.isInteger(v) ? String(v) : v.toFixed(1)));
   }
@@ -139,19 +139,19 @@ function drawChart(s, width) {
     'aria-label': `Jobs finished per minute over the last hour: ${s.completed} completed, ${s.failed} failed`}, parts);
 }
 
-/** nodeList shows the live nodes the server reports, or this server alone. */
+/** nodeList shows the live nodes the server reports (job.Node: id, host,
+ * pid, version, started_at, last_seen), or this server alone when the
+ * server lists none. */
 function nodeList(sys) {
   if (Array.isArray(sys.nodes) && sys.nodes.length) {
-    const idOf = (n) => n.id || n.node || n.name || '';
-    const seen = (n) => n.last_seen_at || n.heartbeat_at || n.seen_at || n.updated_at || null;
-    return h('div', {class: 'table-box'}, grid('node-table', ['Node', 'Host', 'Started', 'Last seen', 'Running'], sys.nodes.map(n => ({
-      attrs: {'data-node': idOf(n)},
+    return h('div', {class: 'table-box'}, grid('node-table', ['Node', 'Host', 'Version', 'Started', 'Last seen'], sys.nodes.map(n => ({
+      attrs: {'data-node': n.id},
       cells: [
-        [h('code', {class: 'node-name'}, idOf(n)), idOf(n) === sys.node ? h('span', {class: 'chip'}, 'this server') : null],
-        n.hostname || h('span', {class: 'muted'}, '—'),
+        [h('code', {class: 'node-name'}, n.id), n.id === sys.node ? [' ', h('span', {class: 'chip'}, 'this server')] : null],
+        n.host ? `${n.host}${n.pid ? ` (pid ${n.pid})` : ''}` : h('span', {class: 'muted'}, '—'),
+        n.version || h('span', {class: 'muted'}, '—'),
         n.started_at ? ago(n.started_at) : h('span', {class: 'muted'}, '—'),
-        seen(n) ? ago(seen(n)) : h('span', {class: 'muted'}, '—'),
-        n.running ?? n.running_jobs ?? h('span', {class: 'muted'}, '—'),
+        n.last_seen ? ago(n.last_seen) : h('span', {class: 'muted'}, '—'),
       ],
     }))));
   }

@@ -1,0 +1,21 @@
+-- +goose Up
+-- The nodes sharing this database: each server process upserts its row when it
+-- renews its jobs' leases (every lease/3) and deletes it on a clean shutdown.
+-- A node is live while last_seen is recent; GET /api/v1/system lists the live ones.
+CREATE TABLE nodes (
+    id         TEXT PRIMARY KEY,
+    host       TEXT   NOT NULL,
+    pid        BIGINT NOT NULL,
+    version    TEXT   NOT NULL,
+    started_at BIGINT NOT NULL,
+    last_seen  BIGINT NOT NULL,
+    lease_ms   BIGINT NOT NULL
+);
+
+-- Tasks change with a conditional UPDATE on their version, so two concurrent
+-- PATCHes of different fields both land (the loser re-reads and re-applies).
+ALTER TABLE tasks ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+
+-- +goose Down
+ALTER TABLE tasks DROP COLUMN version;
+DROP TABLE nodes;
