@@ -446,6 +446,19 @@ func TestBrowserJobsPage(t *testing.T) {
 	close(release)
 	released = true
 	b.do(t, "wait for the list to refresh", poll(`document.querySelector('#job-table tr[data-job-id="`+jobR+`"][data-status="completed"]') !== null`))
+
+	// A job whose task was deleted since cannot be re-run: the API's
+	// problem says so in the notice.
+	if code := apiJSON(t, ts, "DELETE", "/api/v1/tasks/"+shellT.ID, nil, nil); code != http.StatusNoContent {
+		t.Fatalf("deleting the shell task: %d", code)
+	}
+	b.do(t, "re-run a job of a deleted task",
+		chromedp.Click(chromedp.CSS(`#job-table tr[data-job-id="`+jobS+`"] button[data-action="rerun"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#job-notice .problem`)),
+	)
+	if msg := b.eval(t, `document.querySelector('#job-notice .problem').textContent`); !strings.Contains(msg, "not found") {
+		t.Errorf("re-running a deleted task's job shows %q, want the API's not-found detail", msg)
+	}
 	b.noScriptErrors(t)
 }
 
@@ -653,5 +666,14 @@ func TestBrowserDocs(t *testing.T) {
 		t.Errorf("the docs page loaded from other origins: %s", v)
 	}
 	b.screenshot(t, shots, "docs-desktop")
+
+	// "Try it out" sends the key the console keeps in this browser.
+	if v := b.eval(t, `(() => {
+		localStorage.setItem('servicekit.apiKey', 'key-from-the-console');
+		const req = window.ui.getConfigs().requestInterceptor({url: location.origin + '/api/v1/info', headers: {}});
+		return req.headers['X-API-Key'] || 'none';
+	})()`); v != "key-from-the-console" {
+		t.Errorf("Swagger UI's requests carry X-API-Key %q, want the console's stored key", v)
+	}
 	b.noScriptErrors(t)
 }
