@@ -2,67 +2,21 @@ package artifact_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/servicekit/servicekit/artifact"
+	"github.com/servicekit/servicekit/internal/dbtest"
 	"github.com/servicekit/servicekit/internal/ids"
 	"github.com/servicekit/servicekit/store"
 )
 
-// eachDB runs test once per database: always on SQLite, and on PostgreSQL
-// too when SERVICEKIT_TEST_POSTGRES holds a URL (each run gets its own
-// schema, dropped afterwards), so both dialects are held to the same tests.
+// eachDB runs test once per database (see dbtest.Each), so both dialects
+// are held to the same tests.
 func eachDB(t *testing.T, test func(t *testing.T, m *artifact.Manager)) {
-	t.Run("sqlite", func(t *testing.T) {
-		test(t, artifact.NewManager(openDB(t, "sqlite:///"+filepath.Join(t.TempDir(), "a.db"))))
-	})
-	pgURL := os.Getenv("SERVICEKIT_TEST_POSTGRES")
-	if pgURL == "" {
-		return
-	}
-	t.Run("postgres", func(t *testing.T) {
-		admin, err := sql.Open("pgx", pgURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer admin.Close()
-		schema := "test_" + strings.ToLower(ids.New())
-		if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if a, err := sql.Open("pgx", pgURL); err == nil {
-				a.Exec("DROP SCHEMA " + schema + " CASCADE")
-				a.Close()
-			}
-		})
-		sep := "?"
-		if strings.Contains(pgURL, "?") {
-			sep = "&"
-		}
-		test(t, artifact.NewManager(openDB(t, pgURL+sep+"search_path="+schema)))
-	})
-}
-
-func openDB(t *testing.T, url string) *store.DB {
-	t.Helper()
-	ctx := context.Background()
-	db, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return db
+	dbtest.EachDB(t, func(t *testing.T, db *store.DB) { test(t, artifact.NewManager(db)) })
 }
 
 func save(t *testing.T, m *artifact.Manager, data any, parent *artifact.Artifact) *artifact.Artifact {

@@ -2,19 +2,17 @@ package httpapi_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/servicekit/servicekit"
+	"github.com/servicekit/servicekit/internal/dbtest"
 	"github.com/servicekit/servicekit/internal/ids"
 	"github.com/servicekit/servicekit/task"
 )
@@ -24,35 +22,7 @@ import (
 // the claim relies on ON CONFLICT behaving the same on both. test gets a
 // database URL it may build several services on, to play a restart.
 func idemEachDB(t *testing.T, test func(t *testing.T, dbURL string)) {
-	t.Run("sqlite", func(t *testing.T) {
-		test(t, "sqlite:///"+filepath.Join(t.TempDir(), "t.db"))
-	})
-	pgURL := os.Getenv("SERVICEKIT_TEST_POSTGRES")
-	if pgURL == "" {
-		return
-	}
-	t.Run("postgres", func(t *testing.T) {
-		admin, err := sql.Open("pgx", pgURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer admin.Close()
-		schema := "test_" + strings.ToLower(ids.New())
-		if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if a, err := sql.Open("pgx", pgURL); err == nil {
-				a.Exec("DROP SCHEMA " + schema + " CASCADE")
-				a.Close()
-			}
-		})
-		sep := "?"
-		if strings.Contains(pgURL, "?") {
-			sep = "&"
-		}
-		test(t, pgURL+sep+"search_path="+schema)
-	})
+	dbtest.Each(t, test)
 }
 
 // idemService builds a real service on dbURL and serves it.
