@@ -71,6 +71,7 @@ func New(d Deps) *Server {
 	cfg.CreateHooks = nil // no $schema fields or Link headers in responses
 	cfg.OpenAPIPath = "/openapi"
 	cfg.Info.Description = d.Info.Description
+	cfg.DocsPath = "" // huma's /docs loads its renderer from a CDN; registerDocs (docs.go) serves one from the binary
 	cfg.Formats = map[string]huma.Format{"application/json": jsonFormat, "json": jsonFormat}
 	cfg.Transformers = append(cfg.Transformers, s.finishProblem)
 	s.api = humago.New(s.mux, cfg)

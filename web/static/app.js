@@ -6,11 +6,13 @@
 
 import {askForKey, get} from './api.js';
 import {h, replace} from './dom.js';
+import {overviewView} from './overview.js';
 import {tasksView} from './tasks.js';
 import {jobsView, jobView} from './jobs.js';
 import {artifactsView, artifactView} from './artifacts.js';
 
 const routes = [
+  {re: /^\/overview$/, nav: 'overview', view: overviewView},
   {re: /^\/tasks$/, nav: 'tasks', view: tasksView},
   {re: /^\/jobs$/, nav: 'jobs', view: jobsView},
   {re: /^\/jobs\/([^/]+)$/, nav: 'jobs', view: jobView},
@@ -33,7 +35,7 @@ function parseHash() {
 function route() {
   const {path, query} = parseHash();
   if (path === '/' || path === '') {
-    location.replace('#/tasks');
+    location.replace('#/overview');
     return;
   }
   // Each view gets a signal that aborts when the user leaves it, which stops

@@ -2,7 +2,7 @@
 // with its data pretty-printed and its subtree ($tree).
 
 import {get, items} from './api.js';
-import {fmtTime, h, idLink, jsonView, problemBox, replace} from './dom.js';
+import {fmtTime, grid, h, idLink, idText, jsonView, problemBox, replace, short} from './dom.js';
 
 const PAGE_SIZE = 50;
 
@@ -25,14 +25,16 @@ export async function artifactsView(root, {query, signal}) {
     const body = await get(`artifacts?page=${page}&size=${PAGE_SIZE}`, {signal});
     const list = items(body);
     replace(box, list.length === 0 ? h('p', {class: 'muted'}, 'No artifacts yet: every finished job writes one.') :
-      h('table', {class: 'grid'},
-        h('thead', {}, h('tr', {}, h('th', {}, 'Artifact'), h('th', {}, 'Parent'), h('th', {}, 'Level'), h('th', {}, 'Created'), h('th', {}, 'Data'))),
-        h('tbody', {}, list.map(a => h('tr', {},
-          h('td', {}, idLink(`#/artifacts/${a.id}`, a.id)),
-          h('td', {}, a.parent_id ? idLink(`#/artifacts/${a.parent_id}`, a.parent_id) : h('span', {class: 'muted'}, '—')),
-          h('td', {}, String(a.level)),
-          h('td', {}, fmtTime(a.created_at)),
-          h('td', {}, preview(a.data)))))));
+      grid('artifact-table', ['Artifact', 'Parent', 'Level', 'Created', 'Data'], list.map(a => ({
+        attrs: {'data-artifact-id': a.id},
+        cells: [
+          idLink(`#/artifacts/${a.id}`, a.id),
+          a.parent_id ? idLink(`#/artifacts/${a.parent_id}`, a.parent_id) : h('span', {class: 'muted'}, '—'),
+          String(a.level),
+          fmtTime(a.created_at),
+          preview(a.data),
+        ],
+      }))));
     const pages = body.pages || 1;
     replace(pager, pages > 1 ? [
       h('a', {class: 'button secondary', href: `#/artifacts?page=${page - 1}`, hidden: page <= 1}, '← Previous'),
@@ -48,7 +50,7 @@ export async function artifactsView(root, {query, signal}) {
 function preview(data) {
   if (data && typeof data === 'object' && !Array.isArray(data)) {
     const keys = Object.keys(data);
-    const what = data.job_id ? `job ${data.job_id.slice(-8)}` : '';
+    const what = data.job_id ? `job ${short(data.job_id)}` : '';
     return h('span', {class: 'muted', title: keys.join(', ')}, [what, `{${keys.slice(0, 6).join(', ')}${keys.length > 6 ? ', …' : ''}}`].filter(Boolean).join(' '));
   }
   const s = JSON.stringify(data);
@@ -61,7 +63,7 @@ export async function artifactView(root, {params: [id], signal}) {
   const data = h('div', {id: 'artifact-data'});
   const tree = h('div', {id: 'artifact-tree'}, h('p', {class: 'muted'}, 'Loading…'));
   replace(root,
-    h('h1', {}, 'Artifact ', h('span', {class: 'id', title: id}, id)),
+    h('h1', {}, 'Artifact ', idText(id)),
     h('section', {class: 'card'}, meta),
     output,
     h('section', {class: 'card'}, h('h2', {}, 'Data'), data),
@@ -76,9 +78,10 @@ export async function artifactView(root, {params: [id], signal}) {
     const art = a.value;
     const d = art.data;
     replace(meta, h('dl', {},
+      h('dt', {}, 'ID'), h('dd', {}, h('code', {class: 'id full-id'}, art.id)),
       h('dt', {}, 'Parent'), h('dd', {}, art.parent_id ? idLink(`#/artifacts/${art.parent_id}`, art.parent_id) : 'none (a root)'),
       h('dt', {}, 'Level'), h('dd', {}, String(art.level)),
-      d && d.job_id ? [h('dt', {}, 'Job'), h('dd', {}, h('a', {href: `#/jobs/${d.job_id}`, class: 'id'}, d.job_id))] : null,
+      d && d.job_id ? [h('dt', {}, 'Job'), h('dd', {}, idLink(`#/jobs/${d.job_id}`, d.job_id))] : null,
       h('dt', {}, 'Created'), h('dd', {}, fmtTime(art.created_at)),
       h('dt', {}, 'Updated'), h('dd', {}, fmtTime(art.updated_at))));
     // A job's artifact holds its output as JSON strings; show it as text
@@ -101,7 +104,7 @@ export async function artifactView(root, {params: [id], signal}) {
 function treeNode(n, current) {
   const kids = n.children || [];
   return h('li', {},
-    n.id === current ? h('strong', {class: 'id', title: n.id}, n.id) : h('a', {class: 'id', href: `#/artifacts/${n.id}`, title: n.id}, n.id),
+    n.id === current ? h('strong', {class: 'id', title: n.id}, short(n.id)) : idLink(`#/artifacts/${n.id}`, n.id),
     h('span', {class: 'muted'}, ` level ${n.level}${kids.length ? `, ${kids.length} child${kids.length === 1 ? '' : 'ren'}` : ''} — `),
     preview(n.data),
     kids.length ? h('ul', {}, kids.map(k => treeNode(k, current))) : null);

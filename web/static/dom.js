@@ -45,15 +45,63 @@ export function replace(el, ...children) {
   return el;
 }
 
-/** short shows the last 8 characters of a ULID: the first ones are the
- * timestamp and look alike for everything made on the same day. */
+/** short is the one short form of an id the console shows everywhere: the
+ * last 8 characters of the ULID after an ellipsis. The first characters are
+ * the timestamp and look alike for everything made on the same day; the
+ * last ones are random. The search on the jobs page takes this form too. */
 export function short(id) {
   return id ? '…' + id.slice(-8) : '';
+}
+
+/** idText shows an id in its short form, with the full id on hover; it
+ * never wraps (the .id class), so an id is never broken across lines. */
+export function idText(id) {
+  return h('span', {class: 'id', title: id}, short(id));
 }
 
 /** idLink links to a resource and shows its short id, with the full id on hover. */
 export function idLink(href, id) {
   return h('a', {href, class: 'id', title: id}, short(id));
+}
+
+/**
+ * grid builds a table that is a table on a wide screen and a list of cards
+ * on a phone (style.css, under 640 px): each cell carries its column's name
+ * in data-label, which the card layout shows in front of the value. cols
+ * are column names ('' for an unlabelled actions column); rows are
+ * {attrs, cells: [td contents…], tds: [extra td attributes…]}.
+ */
+export function grid(id, cols, rows) {
+  return h('table', {class: 'grid', id},
+    h('thead', {}, h('tr', {}, cols.map(c => h('th', {}, c)))),
+    h('tbody', {}, rows.map(r => r instanceof Node ? r : h('tr', r.attrs || {},
+      r.cells.map((c, i) => h('td', {...((r.tds && r.tds[i]) || {}), 'data-label': cols[i] || null}, c))))));
+}
+
+/** progressBar shows a job's reported progress: a bar, "current/total", and
+ * the message as a tooltip and, when room allows, as text. */
+export function progressBar(p, {withMessage = false} = {}) {
+  if (!p) return null;
+  const total = p.total > 0 ? p.total : 0;
+  return h('span', {class: 'progress', title: p.message || null},
+    h('progress', {max: String(total || 1), value: total ? String(Math.min(p.current || 0, total)) : null}),
+    ` ${p.current || 0}/${total || '?'}`,
+    withMessage && p.message ? h('span', {class: 'muted'}, ` — ${p.message}`) : null);
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+/** svg builds an SVG element, like h (attributes only, text children). */
+export function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v !== null && v !== undefined && v !== false) el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
 }
 
 /** badge shows a job status, or a reason, as a coloured pill. */

@@ -1,13 +1,19 @@
 // The tasks view: the task table with its actions, the create form, the
 // registered functions and the orphaned tasks.
+//
+// Function tasks get a form generated from the function's params_schema
+// (schemaform.js) wherever params are entered — creating a task, and "Run
+// with…" — with raw JSON one click away for what a form cannot say.
 
 import {api, get, items} from './api.js';
-import {badge, compact, h, jsonView, parseJSONField, problemBox, replace} from './dom.js';
+import {badge, compact, grid, h, idText, jsonView, parseJSONField, problemBox, replace} from './dom.js';
+import {generatable, schemaForm} from './schemaform.js';
 
 export async function tasksView(root, {signal}) {
   const tableBox = h('div', {class: 'table-box'}, h('p', {class: 'muted'}, 'Loading tasks…'));
   const functionsBox = h('div', {}, h('p', {class: 'muted'}, 'Loading…'));
   const orphansBox = h('div', {}, h('p', {class: 'muted'}, 'Loading…'));
+  let functions = new Map(); // name → FunctionInfo
   const form = createForm(() => refresh());
 
   replace(root,
@@ -30,7 +36,7 @@ export async function tasksView(root, {signal}) {
   async function loadTasks() {
     try {
       const tasks = items(await get('tasks', {signal}));
-      replace(tableBox, taskTable(tasks, refresh));
+      replace(tableBox, taskTable(tasks, functions, refresh));
     } catch (err) {
       if (!signal.aborted) replace(tableBox, problemBox(err));
     }
@@ -41,13 +47,10 @@ export async function tasksView(root, {signal}) {
       const body = await get('tasks/$orphaned', {signal});
       const list = (body && body.orphaned_tasks) || [];
       replace(orphansBox, list.length === 0 ? h('p', {class: 'muted'}, 'None.') :
-        h('table', {class: 'grid'},
-          h('thead', {}, h('tr', {}, h('th', {}, 'Task'), h('th', {}, 'Command'), h('th', {}, 'Type'), h('th', {}, 'Reason'))),
-          h('tbody', {}, list.map(t => h('tr', {},
-            h('td', {}, h('span', {class: 'id', title: t.id}, t.id.slice(-8))),
-            h('td', {}, h('code', {}, t.command)),
-            h('td', {}, t.type),
-            h('td', {}, badge(t.reason, 'reason')))))));
+        h('div', {class: 'table-box'}, grid('orphan-table', ['Task', 'Command', 'Type', 'Reason'], list.map(t => ({
+          cells: [idText(t.id), h('code', {}, t.command), t.type, badge(t.reason, 'reason')],
+          tds: [null, {class: 'command'}],
+        })))));
     } catch (err) {
       if (!signal.aborted) replace(orphansBox, problemBox(err));
     }
@@ -55,22 +58,30 @@ export async function tasksView(root, {signal}) {
 
   async function loadFunctions() {
     try {
-      const fns = await get('tasks/$functions', {signal});
-      replace(functionsBox, !fns || fns.length === 0 ? h('p', {class: 'muted'}, 'This server has no registered functions: tasks run shell commands.') :
-        h('table', {class: 'grid'},
-          h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Description'), h('th', {}, 'Injects'), h('th', {}, 'Parameters'), h('th', {}))),
-          h('tbody', {}, fns.map(f => h('tr', {},
-            h('td', {}, h('code', {}, f.name)),
-            h('td', {}, f.description || h('span', {class: 'muted'}, '—')),
-            h('td', {}, (f.injects || []).length ? (f.injects || []).join(', ') : h('span', {class: 'muted'}, '—')),
-            h('td', {}, schemaSummary(f.params_schema)),
-            h('td', {class: 'actions'}, h('button', {type: 'button', class: 'secondary', onclick: () => form.prefill(f)}, 'Use')))))));
+      const fns = (await get('tasks/$functions', {signal})) || [];
+      functions = new Map(fns.map(f => [f.name, f]));
+      form.setFunctions(functions);
+      replace(functionsBox, fns.length === 0 ? h('p', {class: 'muted'}, 'This server has no registered functions: tasks run shell commands.') :
+        h('div', {class: 'table-box'}, grid('function-table', ['Name', 'Description', 'Injects', 'Parameters', ''], fns.map(f => ({
+          attrs: {'data-function': f.name},
+          cells: [
+            h('code', {}, f.name),
+            f.description || h('span', {class: 'muted'}, '—'),
+            (f.injects || []).length ? f.injects.join(', ') : h('span', {class: 'muted'}, '—'),
+            schemaSummary(f.params_schema),
+            h('button', {type: 'button', class: 'secondary', 'data-action': 'use', onclick: () => form.prefill(f)}, 'Use'),
+          ],
+          tds: [null, null, null, null, {class: 'actions'}],
+        })))));
     } catch (err) {
       if (!signal.aborted) replace(functionsBox, problemBox(err));
     }
   }
 
-  await Promise.all([refresh(), loadFunctions()]);
+  // The functions come first: the task table's "Run with…" forms and the
+  // create form are built from their schemas.
+  await loadFunctions();
+  await refresh();
 }
 
 /** schemaSummary lists a function's parameters and keeps the full JSON Schema one click away. */
@@ -78,32 +89,22 @@ function schemaSummary(schema) {
   const props = (schema && schema.properties) || {};
   const required = new Set((schema && schema.required) || []);
   const names = Object.keys(props);
+  const type = (p) => Array.isArray(p.type) ? p.type.filter(x => x !== 'null').join('|') : (p.type || 'any');
   return h('details', {},
-    h('summary', {}, names.length ? names.map(n => `${n}${required.has(n) ? '*' : ''}: ${props[n].type || 'any'}`).join(', ') : 'no parameters'),
+    h('summary', {}, names.length ? names.map(n => `${n}${required.has(n) ? '*' : ''}: ${type(props[n])}`).join(', ') :
+      (schema && schema.additionalProperties === true ? 'any JSON object' : 'no parameters')),
     jsonView(schema));
 }
 
-/** defaultsOf builds a params object from a schema's defaults, to start the form from. */
-function defaultsOf(schema) {
-  const out = {};
-  for (const [k, p] of Object.entries((schema && schema.properties) || {})) {
-    if (p && 'default' in p) out[k] = p.default;
-  }
-  return out;
-}
-
-function taskTable(tasks, refresh) {
+function taskTable(tasks, functions, refresh) {
   if (tasks.length === 0) return h('p', {class: 'muted'}, 'No tasks yet: create one above.');
-  return h('table', {class: 'grid', id: 'task-table'},
-    h('thead', {}, h('tr', {},
-      h('th', {}, 'Task'), h('th', {}, 'Command'), h('th', {}, 'Type'), h('th', {}, 'Enabled'),
-      h('th', {}, 'Params / env'), h('th', {}, 'Timeout'), h('th', {}, 'Retries'), h('th', {}, ''))),
-    h('tbody', {}, tasks.flatMap(t => taskRows(t, refresh))));
+  const cols = ['Task', 'Command', 'Type', 'Enabled', 'Params / env', 'Timeout', 'Retries', ''];
+  return grid('task-table', cols, tasks.flatMap(t => taskRows(t, functions, refresh, cols.length)));
 }
 
-function taskRows(t, refresh) {
+function taskRows(t, functions, refresh, ncols) {
   const problem = h('div', {});
-  const options = h('tr', {class: 'run-options', hidden: true}, h('td', {colspan: 8}, runForm(t, problem)));
+  const options = h('tr', {class: 'run-options', hidden: true}, h('td', {colspan: ncols}, runForm(t, functions.get(t.command), problem)));
   const toggle = h('button', {
     type: 'button', class: `toggle ${t.enabled ? 'on' : 'off'}`, 'data-action': 'toggle', 'aria-pressed': String(t.enabled),
     title: t.enabled ? 'Enabled: click to disable' : 'Disabled: click to enable',
@@ -136,38 +137,122 @@ function taskRows(t, refresh) {
       replace(problem, problemBox(err));
     }
   };
-  const main = h('tr', {'data-task-id': t.id, 'data-command': t.command},
-    h('td', {}, h('span', {class: 'id', title: t.id}, t.id.slice(-8))),
-    h('td', {class: 'command'}, h('code', {}, t.command), problem),
-    h('td', {}, t.type),
-    h('td', {}, toggle),
-    h('td', {}, t.type === 'shell' ? compact(t.env) : compact(t.params)),
-    h('td', {}, t.timeout_seconds ? `${t.timeout_seconds} s` : h('span', {class: 'muted'}, '—')),
-    h('td', {}, String(t.retries)),
-    h('td', {class: 'actions'},
-      h('button', {type: 'button', 'data-action': 'run', onclick: run, disabled: !t.enabled, title: t.enabled ? 'Run now with the task\'s own params' : 'Enable the task to run it'}, 'Run'),
-      h('button', {type: 'button', class: 'secondary', 'data-action': 'run-with', disabled: !t.enabled, title: 'Run with params or env overrides',
-        onclick: () => { options.hidden = !options.hidden; }}, 'Run with…'),
-      h('a', {class: 'button secondary', href: `#/jobs?task_id=${encodeURIComponent(t.id)}`}, 'Jobs'),
-      h('button', {type: 'button', class: 'danger', 'data-action': 'delete', onclick: del}, 'Delete')));
+  const main = {
+    attrs: {'data-task-id': t.id, 'data-command': t.command},
+    cells: [
+      idText(t.id),
+      [h('code', {}, t.command), problem],
+      t.type,
+      toggle,
+      t.type === 'shell' ? compact(t.env) : compact(t.params),
+      t.timeout_seconds ? `${t.timeout_seconds} s` : h('span', {class: 'muted'}, '—'),
+      String(t.retries),
+      [
+        h('button', {type: 'button', 'data-action': 'run', onclick: run, disabled: !t.enabled, title: t.enabled ? 'Run now with the task\'s own params' : 'Enable the task to run it'}, 'Run'),
+        h('button', {type: 'button', class: 'secondary', 'data-action': 'run-with', disabled: !t.enabled, title: 'Run with params or env overrides',
+          onclick: () => { options.hidden = !options.hidden; }}, 'Run with…'),
+        h('a', {class: 'button secondary', href: `#/jobs?task_id=${encodeURIComponent(t.id)}`}, 'Jobs'),
+        h('button', {type: 'button', class: 'danger', 'data-action': 'delete', onclick: del}, 'Delete'),
+      ],
+    ],
+    tds: [null, {class: 'command'}, null, null, null, null, null, {class: 'actions'}],
+  };
   return [main, options];
 }
 
+/**
+ * paramsEditor is where params are entered: the function's generated form
+ * when its schema names parameters, else (or on request) a JSON box. It
+ * keeps one value across the switch, so nothing typed is lost by it.
+ */
+function paramsEditor(idPrefix, {label, placeholder = '{"name": "Alice"}', textareaId}) {
+  const raw = h('textarea', {id: textareaId || `${idPrefix}-json`, name: 'params', rows: 3, spellcheck: 'false', placeholder});
+  const rawLabel = h('label', {class: 'grow-field'}, label, raw);
+  const holder = h('div', {class: 'params-form'});
+  const toggle = h('button', {type: 'button', class: 'link', 'data-action': 'params-mode'}, 'edit as JSON');
+  const box = h('div', {class: 'params-editor'}, rawLabel);
+  let form = null; // the schema form while it is shown
+  let fn = null;
+  let extra = {}; // keys the schema does not name, kept from a JSON edit
+
+  function showForm(values) {
+    form = schemaForm(fn.params_schema, {idPrefix});
+    extra = form.set(values);
+    replace(holder, h('div', {class: 'params-head'}, h('span', {class: 'muted'}, `Parameters of ${fn.name}`), toggle), form.el,
+      Object.keys(extra).length ? h('p', {class: 'muted'}, 'Also sent, not in the schema: ', h('code', {}, JSON.stringify(extra))) : null);
+    toggle.textContent = 'edit as JSON';
+    replace(box, holder);
+  }
+
+  function showJSON(values) {
+    form = null;
+    raw.value = values && Object.keys(values).length ? JSON.stringify(values, null, 2) : '';
+    if (fn && generatable(fn.params_schema)) {
+      toggle.textContent = 'use the form';
+      replace(box, h('div', {class: 'params-head'}, h('span', {class: 'muted'}, `Parameters of ${fn.name} as JSON`), toggle), rawLabel);
+    } else {
+      replace(box, rawLabel);
+    }
+  }
+
+  toggle.addEventListener('click', () => {
+    try {
+      if (form) showJSON(read() || {});
+      else showForm(parseJSONField(raw.value, 'params') || {});
+    } catch (err) {
+      box.prepend(problemBox(err));
+    }
+  });
+
+  /** read returns the params to send, undefined for none. */
+  function read() {
+    if (!form) return parseJSONField(raw.value, 'params');
+    const v = {...extra, ...form.read()};
+    return Object.keys(v).length ? v : undefined;
+  }
+
+  return {
+    el: box,
+    read,
+    /** use switches to fn's form (null: the JSON box), starting from
+     * values, or when values is undefined from what is entered now. */
+    use(f, values) {
+      let carry = values;
+      if (carry === undefined) {
+        try {
+          carry = form ? {...extra, ...form.read({lenient: true})} : parseJSONField(raw.value, 'params');
+        } catch {
+          carry = undefined; // unparsable JSON stays where it is
+          if (!(f && generatable(f.params_schema))) { fn = f; return; }
+        }
+      }
+      fn = f;
+      if (f && generatable(f.params_schema)) showForm(carry || {});
+      else showJSON(carry || null);
+    },
+    get fn() { return fn; },
+  };
+}
+
 /** runForm executes a task with params (and, for shell tasks, env) merged over the task's own. */
-function runForm(t, problem) {
-  const params = h('textarea', {name: 'params', rows: 3, placeholder: '{"name": "Bob"}', spellcheck: 'false'});
-  const env = h('textarea', {name: 'env', rows: 3, placeholder: '{"VAR": "value"}', spellcheck: 'false'});
+function runForm(t, fn, problem) {
   const errBox = h('div', {});
-  const form = h('form', {class: 'run-form', onsubmit: async (e) => {
+  const params = paramsEditor(`run-${t.id}`, {label: 'params (JSON, merged over the task\'s)', placeholder: '{"name": "Bob"}'});
+  const env = h('textarea', {name: 'env', rows: 3, placeholder: '{"VAR": "value"}', spellcheck: 'false'});
+  if (t.type === 'function') params.use(fn || null, t.params || {});
+  const form = h('form', {class: 'run-form', novalidate: true, onsubmit: async (e) => {
     e.preventDefault();
     replace(errBox);
     replace(problem);
     const body = {};
     try {
-      const p = parseJSONField(params.value, 'params');
-      const v = parseJSONField(env.value, 'env');
-      if (p !== undefined) body.params = p;
-      if (v !== undefined) body.env = v;
+      if (t.type === 'function') {
+        const p = params.read();
+        if (p !== undefined) body.params = p;
+      } else {
+        const v = parseJSONField(env.value, 'env');
+        if (v !== undefined) body.env = v;
+      }
     } catch (err) {
       replace(errBox, problemBox(err));
       return;
@@ -179,28 +264,42 @@ function runForm(t, problem) {
       replace(errBox, problemBox(err));
     }
   }},
-  h('div', {class: 'row'},
-    h('label', {}, 'params (JSON, merged over the task\'s)', params),
-    h('label', {}, 'env (JSON, shell tasks)', env)),
+  t.type === 'function' ? params.el : h('label', {}, 'env (JSON, merged over the task\'s)', env),
   errBox,
-  h('button', {type: 'submit'}, 'Run'));
+  h('div', {}, h('button', {type: 'submit', 'data-action': 'run-submit'}, 'Run')));
   return form;
 }
 
 /** createForm is the "New task" form; prefill(fn) starts it from a registered function. */
 function createForm(onCreated) {
-  const command = h('input', {id: 'task-command', name: 'command', required: true, autocomplete: 'off', spellcheck: 'false', placeholder: 'greet_user, or a shell command like: echo hello'});
+  let functions = new Map();
+  const list = h('datalist', {id: 'function-names'});
+  const command = h('input', {id: 'task-command', name: 'command', required: true, autocomplete: 'off', spellcheck: 'false', list: 'function-names',
+    placeholder: 'greet_user, or a shell command like: echo hello'});
   const type = h('select', {id: 'task-type', name: 'type'},
-    h('option', {value: ''}, 'auto (function if registered, else shell)'),
+    h('option', {value: ''}, 'auto: function if registered'),
     h('option', {value: 'function'}, 'function'),
     h('option', {value: 'shell'}, 'shell'));
-  const params = h('textarea', {id: 'task-params', name: 'params', rows: 3, spellcheck: 'false', placeholder: '{"name": "Alice"}'});
+  const params = paramsEditor('task-params', {label: 'Params (JSON object, function tasks)', textareaId: 'task-params'});
   const env = h('textarea', {id: 'task-env', name: 'env', rows: 3, spellcheck: 'false', placeholder: '{"VAR": "value"}'});
+  const envLabel = h('label', {class: 'grow-field'}, 'Env (JSON object, shell tasks)', env);
   const timeout = h('input', {id: 'task-timeout', name: 'timeout_seconds', type: 'number', min: '0', step: 'any', placeholder: 'none'});
   const retries = h('input', {id: 'task-retries', name: 'retries', type: 'number', min: '0', max: '100', step: '1', placeholder: '0'});
   const enabled = h('input', {id: 'task-enabled', name: 'enabled', type: 'checkbox', checked: true});
   const result = h('div', {class: 'form-result'});
   const submit = h('button', {type: 'submit', id: 'task-create'}, 'Create task');
+
+  // The params part follows the command: a registered function's name (and
+  // a type that is not "shell") brings up its form; anything else, the
+  // JSON box — a shell task's params are refused by the server, which then
+  // says why.
+  function sync() {
+    const f = type.value !== 'shell' ? functions.get(command.value.trim()) : undefined;
+    if ((f || null) !== params.fn) params.use(f || null);
+    envLabel.hidden = Boolean(f);
+  }
+  command.addEventListener('input', sync);
+  type.addEventListener('change', sync);
 
   const el = h('form', {id: 'task-form', class: 'stack', novalidate: true, onsubmit: async (e) => {
     e.preventDefault();
@@ -209,8 +308,8 @@ function createForm(onCreated) {
     try {
       if (!body.command) throw new Error('command is required: a registered function\'s name or a shell command line');
       if (type.value) body.type = type.value;
-      const p = parseJSONField(params.value, 'params');
-      const v = parseJSONField(env.value, 'env');
+      const p = params.read();
+      const v = envLabel.hidden ? undefined : parseJSONField(env.value, 'env');
       if (p !== undefined) body.params = p;
       if (v !== undefined) body.env = v;
       if (timeout.value !== '') body.timeout_seconds = Number(timeout.value);
@@ -223,14 +322,15 @@ function createForm(onCreated) {
     submit.disabled = true;
     try {
       const t = await api('POST', 'tasks', body);
-      replace(result, h('p', {class: 'ok'}, 'Created ', h('span', {class: 'id', title: t.id}, t.id), ` (${t.type}).`));
+      replace(result, h('p', {class: 'ok'}, 'Created ', idText(t.id), ` (${t.type}).`));
       command.value = '';
-      params.value = '';
       env.value = '';
       timeout.value = '';
       retries.value = '';
       type.value = '';
       enabled.checked = true;
+      params.use(null, null);
+      sync();
       await onCreated(t);
     } catch (err) {
       replace(result, problemBox(err));
@@ -238,26 +338,30 @@ function createForm(onCreated) {
       submit.disabled = false;
     }
   }},
+  list,
   h('label', {}, 'Command', command),
   h('div', {class: 'row'},
     h('label', {}, 'Type', type),
     h('label', {}, 'Timeout (seconds)', timeout),
     h('label', {}, 'Retries', retries),
     h('label', {class: 'check'}, enabled, ' enabled')),
-  h('div', {class: 'row'},
-    h('label', {}, 'Params (JSON object, function tasks)', params),
-    h('label', {}, 'Env (JSON object, shell tasks)', env)),
+  h('div', {class: 'row'}, params.el, envLabel),
   result,
   h('div', {}, submit));
 
   return {
     el,
+    setFunctions(fns) {
+      functions = fns;
+      replace(list, [...fns.keys()].map(n => h('option', {value: n})));
+      sync();
+    },
     prefill(fn) {
       command.value = fn.name;
       type.value = 'function';
-      const d = defaultsOf(fn.params_schema);
-      params.value = Object.keys(d).length ? JSON.stringify(d, null, 2) : '';
       env.value = '';
+      params.use(fn, {});
+      envLabel.hidden = true;
       el.scrollIntoView({behavior: 'smooth', block: 'start'});
       command.focus();
     },
