@@ -45,6 +45,7 @@ func TestCancelReachesOtherNode(t *testing.T) {
 	killMarked(t, marker)
 	taskID := a.task("sleep 30", 0, marker)
 	var took []time.Duration
+	var rounds []string
 	for round := range 10 {
 		via, peer := a, b
 		if round%2 == 1 {
@@ -59,6 +60,7 @@ func TestCancelReachesOtherNode(t *testing.T) {
 		other.call("POST", "/api/v1/jobs/"+id+"/$cancel", nil, 200, &j)
 		d := time.Since(began)
 		took = append(took, d)
+		rounds = append(rounds, fmt.Sprintf("on %s via %s %s", owner.name, other.name, d.Round(time.Millisecond)))
 		if j.Status != "canceled" {
 			t.Fatalf("round %d: $cancel via %s of a job on %s answered %s after %s, want canceled\n%s",
 				round, other.name, owner.name, j.Status, d, tails(a, b))
@@ -72,8 +74,8 @@ func TestCancelReachesOtherNode(t *testing.T) {
 	}
 	sorted := slices.Clone(took)
 	slices.Sort(sorted)
-	t.Logf("cross-node $cancel over %d rounds: p50 %s, max %s (all: %v)", len(took),
-		sorted[len(sorted)/2].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond), roundAll(took))
+	t.Logf("cross-node $cancel over %d rounds: p50 %s, max %s (%s)", len(took),
+		sorted[len(sorted)/2].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond), strings.Join(rounds, ", "))
 }
 
 // TestStreamFromOtherNode opens $stream on the node that does not run the
@@ -179,12 +181,4 @@ func touch(t *testing.T, path string) {
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func roundAll(ds []time.Duration) []time.Duration {
-	out := make([]time.Duration, len(ds))
-	for i, d := range ds {
-		out[i] = d.Round(time.Millisecond)
-	}
-	return out
 }

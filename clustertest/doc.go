@@ -23,5 +23,7 @@
 // the URL they skip; under CI=true they fail. The lease is 3 s so that a
 // rescue takes seconds; every wait polls for its condition with a deadline.
 // When the test binary is built with -race, the servers are too, and a data
-// race reported in any server's log fails the test.
+// race reported in any server's log fails the test. CLUSTERTEST_BIN names a
+// prebuilt servicekit binary to test instead, e.g. one built from an older
+// commit or with a fix undone, to see a test fail without the fix.
 package clustertest

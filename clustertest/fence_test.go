@@ -1,9 +1,11 @@
 package clustertest
 
 import (
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -87,9 +89,47 @@ func testFence(t *testing.T, mode cutMode) {
 	if len(left) > 0 {
 		t.Errorf("processes of attempt 1 still run on the cut-off node after attempt 2 started: %v", left)
 	}
-	if !strings.Contains(a.logs.String(), "cannot renew job leases") {
+	fences := strings.Count(a.logs.String(), "cannot renew job leases")
+	if fences == 0 {
 		t.Errorf("node A never logged that it fenced itself\n%s", a.tail())
 	}
+
+	t.Run("logged-once", func(t *testing.T) {
+		// Logged by now (the cut-off node waits in vain to store its run's end).
+		if fences > 1 {
+			t.Errorf("node A logged its fencing %d times in %s (an ERROR every lease/20 while its run waits to be stored); want once per cut",
+				fences, time.Since(cut).Round(time.Millisecond))
+		}
+	})
+	t.Run("healed", func(t *testing.T) { testHealed(t, px, a, b) })
+}
+
+// testHealed heals the proxy after a cut: node A must renew again, be
+// listed live again, and run jobs again.
+func testHealed(t *testing.T, px *proxy, a, b *node) {
+	px.Heal()
+	healed := time.Now()
+	if !eventually(3*lease, func() bool { return strings.Contains(a.logs.String(), "lease renewal works again") }) {
+		t.Fatalf("node A did not renew again within %s of the heal\n%s", 3*lease, a.tail())
+	}
+	renewed := time.Since(healed)
+	var live []string
+	if !eventually(lease, func() bool { live = liveNodes(b); return slices.Contains(live, a.id) }) {
+		t.Errorf("B lists live nodes %v after the heal, without A (%s)", live, a.id)
+	}
+	a.waitHealthy(lease)
+	// A new job through A runs (on A, or on B, which took it when A signalled it).
+	id := a.execute(a.task("echo back", 0, ""))
+	j := a.waitJob(id, 2*lease, jobRec.terminal)
+	if j.Status != "completed" {
+		t.Errorf("a job submitted through A after the heal: %s (%v)", j.Status, deref(j.Error))
+	}
+	ranOn := "B"
+	if j.node() == a.id {
+		ranOn = "A"
+	}
+	t.Logf("A renewed its leases %s after the heal; a new job through it %s on %s",
+		renewed.Round(time.Millisecond), j.Status, ranOn)
 }
 
 // countAttempt counts the beat lines of attempt in the file.
@@ -152,4 +192,89 @@ func procsOfAttempt(marker, attempt string) []proc {
 		}
 	}
 	return out
+}
+
+// TestCutMidRenewalDoesNotStallOtherNodes cuts node A off in the middle
+// of its lease renewal: PostgreSQL has run A's UPDATE of its jobs' leases
+// (and holds those rows locked) when A falls silent, its transaction left
+// open. That is what a network partition does to a node at an unlucky
+// moment. Node B must still rescue A's job (attempt 2 runs on B), and B's
+// own running job must not suffer: B keeps renewing its leases, never
+// fences itself, and its job runs on.
+func TestCutMidRenewalDoesNotStallOtherNodes(t *testing.T) {
+	url := postgres(t)
+	target, _ := viaProxy(t, url, "")
+	px := newProxy(t, target)
+	_, proxied := viaProxy(t, url, px.Addr())
+	marker := "midtx-" + strings.ToLower(ids.New())
+	killMarked(t, marker)
+
+	a := start(t, "A", proxied)
+	onA := a.execute(a.task("sleep 30", 1, marker))
+	a.waitJob(onA, 10*time.Second, func(j jobRec) bool { return j.Status == "running" })
+	b := start(t, "B", url)
+	onB := b.execute(b.task("sleep 30", 0, marker))
+	if j := b.waitJob(onB, 10*time.Second, func(j jobRec) bool { return j.Status == "running" }); j.node() != b.id {
+		t.Fatalf("B's job runs on %q, want B (%s)", j.node(), b.id)
+	}
+
+	// The renewal statement (job/queries.sql RenewLeases).
+	px.CutAfter("RETURNING id, attempt, cancel_requested")
+	if !eventually(2*lease, func() bool {
+		px.mu.Lock()
+		defer px.mu.Unlock()
+		return px.cut
+	}) {
+		t.Fatalf("A never renewed its leases through the proxy\n%s", a.tail())
+	}
+	cut := time.Now()
+
+	deadline := cut.Add(4 * lease)
+	var ja, jb jobRec
+	for {
+		ja, jb = b.job(onA), b.job(onB)
+		if jb.Status != "running" {
+			t.Fatalf("B's own job ended %s (%v) %s after A was cut off mid-renewal\n%s%s",
+				jb.Status, deref(jb.Error), time.Since(cut).Round(time.Millisecond), pgActivity(t, url), tails(a, b))
+		}
+		if ja.Attempt == 2 && ja.Status == "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("A's job not rescued %s after A was cut off mid-renewal: %s attempt %d on %s\n%s%s",
+				4*lease, ja.Status, ja.Attempt, ja.node(), pgActivity(t, url), tails(a, b))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("A cut off mid-renewal: its job rescued on %s %s after the cut", ja.node(), time.Since(cut).Round(time.Millisecond))
+	if strings.Contains(b.logs.String(), "cannot renew job leases") {
+		t.Errorf("B fenced itself though only A was cut off\n%s", b.tail())
+	}
+}
+
+// pgActivity describes the server's sessions in transactions, for failure
+// messages: who waits on a lock, who sits idle in a transaction.
+func pgActivity(t *testing.T, url string) string {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return err.Error()
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT pid, state, coalesce(wait_event_type, ''), coalesce(wait_event, ''),
+		coalesce(now() - xact_start, '0'::interval)::text, left(query, 90)
+		FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() ORDER BY xact_start`)
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	var b strings.Builder
+	b.WriteString("--- PostgreSQL sessions in a transaction ---\n")
+	for rows.Next() {
+		var pid int
+		var state, wt, we, age, q string
+		if rows.Scan(&pid, &state, &wt, &we, &age, &q) == nil {
+			fmt.Fprintf(&b, "pid %d %s (waits: %s %s) for %s: %s\n", pid, state, wt, we, age, strings.Join(strings.Fields(q), " "))
+		}
+	}
+	return b.String()
 }

@@ -62,6 +62,15 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
+// TestMain removes the built binary after the run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" && os.Getenv("CLUSTERTEST_BIN") == "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // postgres returns the URL of a fresh, empty schema (skips without a server).
 func postgres(t *testing.T) string {
 	t.Helper()

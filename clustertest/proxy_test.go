@@ -1,8 +1,11 @@
 package clustertest
 
-// A TCP proxy between one node and PostgreSQL, which the test cuts.
+// A TCP proxy between one node and PostgreSQL, which the test cuts and heals.
 
 import (
+	"bufio"
+	"bytes"
+	be "encoding/binary"
 	"io"
 	"net"
 	"net/url"
@@ -15,11 +18,12 @@ type cutMode int
 
 const (
 	// closeAll closes every forwarded connection (the node sees EOF or a
-	// reset at once) and closes the listener, so new connects are refused.
+	// reset at once) and the listener, so new connects are refused.
 	closeAll cutMode = iota
-	// blackhole keeps every connection open but forwards nothing any more,
-	// and accepts new connections that never answer: a dead network path,
-	// where only timeouts tell the node it is cut off.
+	// blackhole keeps every connection open but passes nothing on until
+	// Heal, and holds new connections unanswered: a network path gone dead,
+	// where only timeouts tell the node it is cut off. What was sent
+	// meanwhile arrives after Heal, as TCP would retransmit it.
 	blackhole
 )
 
@@ -30,16 +34,22 @@ func (m cutMode) String() string {
 	return "close"
 }
 
-// proxy forwards TCP connections from its listener to target until Cut.
+// proxy forwards TCP connections from its address to target.
 type proxy struct {
 	t      *testing.T
-	ln     net.Listener
+	addr   string
 	target string
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	ln     net.Listener
+	cut    bool
+	healed *sync.Cond // broadcast when cut becomes false or the proxy closes
+	closed bool
+	// trigger, if set, is a statement text: once a client has sent the
+	// execution of a statement containing it, the proxy blackholes.
+	trigger string
+	conns   map[net.Conn]struct{}
+	wg      sync.WaitGroup
 }
 
 func newProxy(t *testing.T, target string) *proxy {
@@ -48,20 +58,21 @@ func newProxy(t *testing.T, target string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{t: t, ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &proxy{t: t, ln: ln, addr: ln.Addr().String(), target: target, conns: map[net.Conn]struct{}{}}
+	p.healed = sync.NewCond(&p.mu)
 	p.wg.Add(1)
-	go p.accept()
+	go p.accept(ln)
 	t.Cleanup(p.close)
 	return p
 }
 
 // Addr is where the node should connect instead of target.
-func (p *proxy) Addr() string { return p.ln.Addr().String() }
+func (p *proxy) Addr() string { return p.addr }
 
-func (p *proxy) accept() {
+func (p *proxy) accept(ln net.Listener) {
 	defer p.wg.Done()
 	for {
-		c, err := p.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
@@ -69,61 +80,165 @@ func (p *proxy) accept() {
 			c.Close()
 			return
 		}
-		p.mu.Lock()
-		cut := p.cut
-		p.mu.Unlock()
-		if cut { // blackholed: hold it open, read and drop what comes
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			if !p.waitPassable() { // a connection made while blackholed waits unanswered
+				c.Close()
+				return
+			}
+			up, err := net.Dial("tcp", p.target)
+			if err != nil || !p.track(up) {
+				c.Close()
+				return
+			}
 			p.wg.Add(1)
-			go func() { defer p.wg.Done(); io.Copy(io.Discard, c) }()
-			continue
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		if !p.track(up) {
-			c.Close()
-			up.Close()
-			return
-		}
-		p.wg.Add(2)
-		go func() { defer p.wg.Done(); p.pipe(up, c) }()
-		go func() { defer p.wg.Done(); p.pipe(c, up) }()
+			go func() { defer p.wg.Done(); p.pipeClient(up, c) }()
+			p.pipe(c, up)
+		}()
 	}
 }
 
-// track registers c so Cut and close can reach it; false once closed.
+// track registers c so Cut, Heal and close can reach it; false once closed.
 func (p *proxy) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.conns == nil {
+	if p.closed {
 		return false
 	}
 	p.conns[c] = struct{}{}
 	return true
 }
 
-// pipe copies from src to dst until either ends; after a blackhole cut it
-// keeps reading src but drops everything.
+func (p *proxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+}
+
+// waitPassable blocks while the proxy is cut; false once it closed.
+func (p *proxy) waitPassable() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.cut && !p.closed {
+		p.healed.Wait()
+	}
+	return !p.closed
+}
+
+// pipe copies from src to dst until either ends, holding data back while
+// the proxy is cut.
 func (p *proxy) pipe(dst, src net.Conn) {
+	defer p.untrack(src)
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			p.mu.Lock()
-			cut := p.cut
-			p.mu.Unlock()
-			if !cut {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					src.Close()
-					return
-				}
+			if !p.waitPassable() {
+				src.Close()
+				return
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				src.Close()
+				return
 			}
 		}
 		if err != nil {
+			if err != io.EOF {
+				src.Close()
+			}
 			dst.Close()
 			return
+		}
+	}
+}
+
+// CutAfter arms a blackhole cut that falls right after a client sent the
+// execution of a statement whose text contains query: the database runs
+// it, and then hears nothing more from the node, so the node's transaction
+// stays open, holding the row locks the statement took.
+func (p *proxy) CutAfter(query string) {
+	p.mu.Lock()
+	p.trigger = query
+	p.mu.Unlock()
+}
+
+// pipeClient forwards client-to-server traffic message by message (the
+// PostgreSQL frontend protocol: an untyped startup message, then a type
+// byte and a length each), watching for the armed trigger: statements
+// are parsed by name ('P') and run by a bind ('B') naming one, or sent as
+// a simple query ('Q'); the cut falls after the Sync ('S') that ends the
+// triggering execution.
+func (p *proxy) pipeClient(dst, src net.Conn) {
+	defer p.untrack(src)
+	defer dst.Close()
+	r := bufio.NewReaderSize(src, 64<<10)
+	startup := true
+	matching := map[string]bool{} // prepared statement names whose text matches
+	fire := false
+	for {
+		var head []byte
+		var typ byte
+		if startup {
+			head = make([]byte, 4)
+		} else {
+			head = make([]byte, 5)
+		}
+		if _, err := io.ReadFull(r, head); err != nil {
+			return
+		}
+		if !startup {
+			typ = head[0]
+		}
+		n := int(be.BigEndian.Uint32(head[len(head)-4:])) - 4
+		if n < 0 || n > 1<<30 {
+			return
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return
+		}
+		if startup {
+			// SSL and GSSAPI encryption requests come before the real startup message.
+			code := uint32(0)
+			if len(body) >= 4 {
+				code = be.BigEndian.Uint32(body)
+			}
+			startup = code == 80877103 || code == 80877104
+		}
+		p.mu.Lock()
+		trigger := p.trigger
+		p.mu.Unlock()
+		if trigger != "" {
+			f := bytes.Split(body, []byte{0})
+			switch typ {
+			case 'P':
+				if len(f) >= 2 && bytes.Contains(f[1], []byte(trigger)) {
+					matching[string(f[0])] = true
+				}
+			case 'B':
+				if len(f) >= 2 && matching[string(f[1])] {
+					fire = true
+				}
+			case 'Q':
+				fire = fire || bytes.Contains(body, []byte(trigger))
+			}
+		}
+		if !p.waitPassable() {
+			return
+		}
+		if _, err := dst.Write(append(head, body...)); err != nil {
+			return
+		}
+		if fire && (typ == 'S' || typ == 'Q') {
+			fire = false
+			p.mu.Lock()
+			armed := p.trigger != ""
+			p.trigger = ""
+			p.mu.Unlock()
+			if armed {
+				p.Cut(blackhole)
+			}
 		}
 	}
 }
@@ -133,25 +248,50 @@ func (p *proxy) Cut(mode cutMode) {
 	p.mu.Lock()
 	p.cut = true
 	var conns []net.Conn
+	ln := p.ln
 	if mode == closeAll {
 		for c := range p.conns {
 			conns = append(conns, c)
 		}
+		p.ln = nil
 	}
 	p.mu.Unlock()
 	if mode == closeAll {
-		p.ln.Close()
+		ln.Close()
 		for _, c := range conns {
 			c.Close()
 		}
 	}
 }
 
-func (p *proxy) close() {
-	p.ln.Close()
+// Heal lets traffic pass again: a closed listener listens again on the same
+// address, and held data and connections go through.
+func (p *proxy) Heal() {
+	p.t.Helper()
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln == nil {
+		ln, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			p.t.Fatalf("proxy: listen again on %s: %v", p.addr, err)
+		}
+		p.ln = ln
+		p.wg.Add(1)
+		go p.accept(ln)
+	}
+	p.cut = false
+	p.healed.Broadcast()
+}
+
+func (p *proxy) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.healed.Broadcast()
+	if p.ln != nil {
+		p.ln.Close()
+	}
 	conns := p.conns
-	p.conns = nil
+	p.conns = map[net.Conn]struct{}{}
 	p.mu.Unlock()
 	for c := range conns {
 		c.Close()
@@ -159,7 +299,8 @@ func (p *proxy) close() {
 	p.wg.Wait()
 }
 
-// viaProxy rewrites a PostgreSQL URL to go through the proxy at addr.
+// viaProxy returns the host:port of a PostgreSQL URL and the URL with that
+// replaced by addr.
 func viaProxy(t *testing.T, dbURL, addr string) (target, proxied string) {
 	t.Helper()
 	u, err := url.Parse(dbURL)

@@ -13,10 +13,10 @@ import (
 // race (one server exited with duplicate key … pg_type_typname_nsp_index),
 // and not every time, so it is repeated on fresh schemas.
 func TestSimultaneousStartOnEmptyDatabase(t *testing.T) {
-	binary(t) // build before the clock matters
 	for round := range 3 {
 		t.Run(fmt.Sprintf("round%d", round+1), func(t *testing.T) {
 			url := postgres(t)
+			binary(t) // built before the clock starts
 			began := time.Now()
 			nodes := []*node{launch(t, "A", url), launch(t, "B", url), launch(t, "C", url)}
 			for _, n := range nodes {
