@@ -15,7 +15,9 @@
 // $SERVICEKIT_NODE, so "exactly once" and "never twice at once" are read
 // from what really ran, not from the job records alone. A node that must
 // lose its database is given a TCP proxy in front of PostgreSQL that the
-// test cuts.
+// test cuts: closing its connections, blackholing them (open and silent,
+// as a dead network path), or right after the node's lease renewal reached
+// the database, leaving its transaction open; and then heals.
 //
 // The tests need a PostgreSQL server: set SERVICEKIT_TEST_POSTGRES to its
 // URL (`.ci/run` does; locally `url=$(.ci/postgres.sh start /tmp/skpg)` and

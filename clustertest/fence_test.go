@@ -101,7 +101,7 @@ func testFence(t *testing.T, mode cutMode) {
 				fences, time.Since(cut).Round(time.Millisecond))
 		}
 	})
-	t.Run("healed", func(t *testing.T) { testHealed(t, px, a, b) })
+	t.Run("healed", func(t *testing.T) { testHealed(t, px, a.in(t), b.in(t)) })
 }
 
 // testHealed heals the proxy after a cut: node A must renew again, be
@@ -220,11 +220,7 @@ func TestCutMidRenewalDoesNotStallOtherNodes(t *testing.T) {
 
 	// The renewal statement (job/queries.sql RenewLeases).
 	px.CutAfter("RETURNING id, attempt, cancel_requested")
-	if !eventually(2*lease, func() bool {
-		px.mu.Lock()
-		defer px.mu.Unlock()
-		return px.cut
-	}) {
+	if !eventually(2*lease, px.isCut) {
 		t.Fatalf("A never renewed its leases through the proxy\n%s", a.tail())
 	}
 	cut := time.Now()
@@ -235,18 +231,28 @@ func TestCutMidRenewalDoesNotStallOtherNodes(t *testing.T) {
 		ja, jb = b.job(onA), b.job(onB)
 		if jb.Status != "running" {
 			t.Fatalf("B's own job ended %s (%v) %s after A was cut off mid-renewal\n%s%s",
-				jb.Status, deref(jb.Error), time.Since(cut).Round(time.Millisecond), pgActivity(t, url), tails(a, b))
+				jb.Status, deref(jb.Error), time.Since(cut).Round(time.Millisecond), pgActivity(url), tails(a, b))
 		}
 		if ja.Attempt == 2 && ja.Status == "running" {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("A's job not rescued %s after A was cut off mid-renewal: %s attempt %d on %s\n%s%s",
-				4*lease, ja.Status, ja.Attempt, ja.node(), pgActivity(t, url), tails(a, b))
+				4*lease, ja.Status, ja.Attempt, ja.node(), pgActivity(url), tails(a, b))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("A cut off mid-renewal: its job rescued on %s %s after the cut", ja.node(), time.Since(cut).Round(time.Millisecond))
+	t.Logf("A cut off mid-renewal: its job rescued by B %s after the cut", time.Since(cut).Round(time.Millisecond))
+	if ja.node() != b.id {
+		t.Errorf("A's job rescued onto %q, want B (%s)", ja.node(), b.id)
+	}
+	// B's own job must stay unharmed for a lease more (a late fence would show now).
+	for hold := time.Now().Add(lease); time.Now().Before(hold); time.Sleep(50 * time.Millisecond) {
+		if jb = b.job(onB); jb.Status != "running" {
+			t.Fatalf("B's own job ended %s (%v) %s after A was cut off mid-renewal\n%s",
+				jb.Status, deref(jb.Error), time.Since(cut).Round(time.Millisecond), tails(a, b))
+		}
+	}
 	if strings.Contains(b.logs.String(), "cannot renew job leases") {
 		t.Errorf("B fenced itself though only A was cut off\n%s", b.tail())
 	}
@@ -254,7 +260,7 @@ func TestCutMidRenewalDoesNotStallOtherNodes(t *testing.T) {
 
 // pgActivity describes the server's sessions in transactions, for failure
 // messages: who waits on a lock, who sits idle in a transaction.
-func pgActivity(t *testing.T, url string) string {
+func pgActivity(url string) string {
 	db, err := sql.Open("pgx", url)
 	if err != nil {
 		return err.Error()

@@ -134,6 +134,14 @@ func start(t *testing.T, name, url string, args ...string) *node {
 	return n
 }
 
+// in is n for use in subtest t: its helpers fail t, not the parent test
+// that started the node.
+func (n *node) in(t *testing.T) *node {
+	c := *n
+	c.t = t
+	return &c
+}
+
 // waitHealthy waits for /health 200 and learns the node id; it fails the
 // test at once if the process exits first.
 func (n *node) waitHealthy(within time.Duration) {

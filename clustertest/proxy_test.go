@@ -88,7 +88,12 @@ func (p *proxy) accept(ln net.Listener) {
 				return
 			}
 			up, err := net.Dial("tcp", p.target)
-			if err != nil || !p.track(up) {
+			if err != nil {
+				c.Close()
+				return
+			}
+			if !p.track(up) {
+				up.Close()
 				c.Close()
 				return
 			}
@@ -153,6 +158,13 @@ func (p *proxy) pipe(dst, src net.Conn) {
 	}
 }
 
+// isCut reports whether the proxy is cut now.
+func (p *proxy) isCut() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cut
+}
+
 // CutAfter arms a blackhole cut that falls right after a client sent the
 // execution of a statement whose text contains query: the database runs
 // it, and then hears nothing more from the node, so the node's transaction
@@ -174,7 +186,7 @@ func (p *proxy) pipeClient(dst, src net.Conn) {
 	defer dst.Close()
 	r := bufio.NewReaderSize(src, 64<<10)
 	startup := true
-	matching := map[string]bool{} // prepared statement names whose text matches
+	stmts := map[string][]byte{} // prepared statement name → text
 	fire := false
 	for {
 		var head []byte
@@ -209,20 +221,17 @@ func (p *proxy) pipeClient(dst, src net.Conn) {
 		p.mu.Lock()
 		trigger := p.trigger
 		p.mu.Unlock()
-		if trigger != "" {
-			f := bytes.Split(body, []byte{0})
-			switch typ {
-			case 'P':
-				if len(f) >= 2 && bytes.Contains(f[1], []byte(trigger)) {
-					matching[string(f[0])] = true
-				}
-			case 'B':
-				if len(f) >= 2 && matching[string(f[1])] {
-					fire = true
-				}
-			case 'Q':
-				fire = fire || bytes.Contains(body, []byte(trigger))
+		switch f := bytes.SplitN(body, []byte{0}, 3); typ {
+		case 'P': // Parse: statement name, query text
+			if len(f) >= 2 {
+				stmts[string(f[0])] = f[1]
 			}
+		case 'B': // Bind: portal name, statement name
+			if len(f) >= 2 && trigger != "" && bytes.Contains(stmts[string(f[1])], []byte(trigger)) {
+				fire = true
+			}
+		case 'Q': // simple query
+			fire = fire || trigger != "" && bytes.Contains(body, []byte(trigger))
 		}
 		if !p.waitPassable() {
 			return
