@@ -13,7 +13,13 @@ import (
 	"time"
 
 	"github.com/servicekit/servicekit/internal/ids"
+	"github.com/servicekit/servicekit/store"
 )
+
+// isLockTimeout reports PostgreSQL's lock_not_available (55P03).
+func isLockTimeout(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "55P03")
+}
 
 // maintain renews this node's leases and heartbeat, carries out cancels
 // asked of it through the database, rescues jobs of dead nodes, and deletes
@@ -32,8 +38,17 @@ func (s *Scheduler) maintain(ctx context.Context) {
 			if err := s.renewLeases(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("renew job leases", "error", err)
 			}
-			if err := s.rescue(ctx, false); err != nil && ctx.Err() == nil {
-				s.log.Warn("rescue jobs", "error", err)
+			// A rescue can wait on row locks a cut-off node left behind; it
+			// must never hold up this node's own renewals.
+			if s.rescuing.CompareAndSwap(false, true) {
+				s.loops.Add(1)
+				go func() {
+					defer s.loops.Done()
+					defer s.rescuing.Store(false)
+					if err := s.rescue(ctx, false); err != nil && ctx.Err() == nil {
+						s.log.Warn("rescue jobs", "error", err)
+					}
+				}()
 			}
 		case <-retention.C:
 			s.cleanup(ctx)
@@ -52,7 +67,9 @@ func (s *Scheduler) renewLeases(ctx context.Context) error {
 	defer cancel()
 	type held struct{ attempt, level int }
 	heldRuns := map[string]held{}
-	err := s.do(ctx, func(tx *sql.Tx) error {
+	// Its own transaction, not the write batcher's: a renewal must not wait
+	// behind other writes, and its timeout must hold.
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		clear(heldRuns)
 		if err := s.upsertNode(ctx, tx, began); err != nil {
 			return err
@@ -138,8 +155,7 @@ func (s *Scheduler) fence(ctx context.Context) {
 		if since < s.opt.Lease/2 || s.RunningCount() == 0 {
 			continue
 		}
-		if n := s.cancelAll(errFenced); n > 0 {
-			s.fenced.Store(true)
+		if n := s.cancelAll(errFenced); n > 0 && s.fenced.CompareAndSwap(false, true) {
 			s.log.Error("cannot renew job leases: stopping this node's runs before their leases expire",
 				"runs", n, "last_renewal_ago", since.Round(time.Millisecond), "lease", s.opt.Lease)
 		}
@@ -274,8 +290,17 @@ func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (boo
 	nowMS := now.UnixMilli()
 	msg := fmt.Sprintf("node %s stopped while running the job (lease lost)", v.node)
 	var rec *Record
-	err := s.do(ctx, func(tx *sql.Tx) error {
+	// Its own short transaction: on PostgreSQL the rows of a node cut off
+	// mid-transaction stay locked until the server aborts that transaction
+	// (idle_in_transaction_session_timeout, see store.Open); waiting on them
+	// is bounded, and the rescue is simply tried again at the next tick.
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		rec = nil
+		if s.db.Dialect == store.Postgres {
+			if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = '500ms'"); err != nil {
+				return err
+			}
+		}
 		r, err := scanRecord(s.db.QueryRowTx(ctx, tx, s.q.RescueRequeue, nowMS, msg, v.id, v.attempt, nowMS, deadNode))
 		if err == nil {
 			rec = r
@@ -305,6 +330,10 @@ func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (boo
 		}
 		return s.insertStatusEvent(ctx, tx, r)
 	})
+	if isLockTimeout(err) {
+		s.log.Info("rescue waits for a lock held by a cut-off node's open transaction; will retry", "job_id", v.id)
+		return false, nil
+	}
 	if err != nil || rec == nil {
 		return false, err
 	}

@@ -232,6 +232,7 @@ type Scheduler struct {
 
 	renewedAt atomic.Int64 // unix ms when the last successful lease renewal began
 	fenced    atomic.Bool  // runs were stopped for want of a renewal
+	rescuing  atomic.Bool  // a rescue pass is under way
 	host      string
 
 	pendMu    sync.Mutex // guards the pending-count estimate of queueFull

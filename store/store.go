@@ -85,6 +85,19 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 			return nil, err
 		}
 	case Postgres:
+		if !strings.Contains(dsn, "idle_in_transaction_session_timeout") {
+			// A node cut off in the middle of a transaction leaves its rows
+			// locked; the server aborts such a transaction after this long,
+			// so the other nodes can rescue its jobs. Our own transactions
+			// are never idle; a task function that holds one open longer
+			// sets its own value in the URL.
+			sep := "?"
+			if strings.Contains(dsn, "?") {
+				sep = "&"
+			}
+			dsn += sep + "idle_in_transaction_session_timeout=5000"
+			db.dsn = dsn
+		}
 		p, err := sql.Open("pgx", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("open postgres: %w", err)
