@@ -3,9 +3,10 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"regexp"
 
-	"github.com/agnivade/levenshtein"
+	"github.com/hbollon/go-edlib"
 
 	"github.com/servicekit/servicekit/task"
 )
@@ -19,7 +20,9 @@ var functionLike = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // make it a shell task, which fails at run time with "command not found" —
 // for `greet_usr` that is a typo found far too late. The refusal names the
 // nearest registered function, and --type says what to do when a shell
-// command was meant.
+// command was meant. A one-word command that is close to no function and is
+// a program on this machine's PATH (uptime, true, date) is taken as the
+// shell command it most likely is.
 func (c *apiClient) checkFunctionName(ctx context.Context, command string) error {
 	if !functionLike.MatchString(command) {
 		return nil
@@ -35,8 +38,12 @@ func (c *apiClient) checkFunctionName(ctx context.Context, command string) error
 		}
 		names[i] = fn.Name
 	}
+	near := nearest(command, names)
+	if _, err := exec.LookPath(command); err == nil && near == "" {
+		return nil
+	}
 	msg := fmt.Sprintf("no function %q is registered on the server", command)
-	switch near := nearest(command, names); {
+	switch {
 	case near != "":
 		msg += fmt.Sprintf(" (did you mean %s?)", near)
 	case len(names) == 0:
@@ -51,7 +58,7 @@ func (c *apiClient) checkFunctionName(ctx context.Context, command string) error
 func nearest(typed string, names []string) string {
 	best, bestDist := "", max(2, len(typed)/3)+1
 	for _, n := range names {
-		if d := levenshtein.ComputeDistance(typed, n); d < bestDist {
+		if d := edlib.LevenshteinDistance(typed, n); d < bestDist {
 			best, bestDist = n, d
 		}
 	}

@@ -151,10 +151,16 @@ func TestTaskCreateChecksFunctionNames(t *testing.T) {
 		t.Fatalf("a refused create made a task: %+v", tasks)
 	}
 
-	// Far from any name: no suggestion, but the way out.
-	r = e.run("task", "create", "uptime")
-	if r.code != ExitUsage || strings.Contains(r.stderr, "did you mean") || !strings.Contains(r.stderr, `for the shell command "uptime" give --type shell`) {
-		t.Errorf("uptime: exit %d, stderr %s", r.code, r.stderr)
+	// Far from any name and not a program here: no suggestion, but the way out.
+	r = e.run("task", "create", "no_such_program_here")
+	if r.code != ExitUsage || strings.Contains(r.stderr, "did you mean") ||
+		!strings.Contains(r.stderr, `for the shell command "no_such_program_here" give --type shell`) {
+		t.Errorf("no_such_program_here: exit %d, stderr %s", r.code, r.stderr)
+	}
+	// A one-word program on the PATH, close to no function, is the shell command it looks like.
+	var up task.Task
+	if e.okJSON(&up, "task", "create", "uptime"); up.Type != "shell" {
+		t.Errorf("uptime: type %s, want shell", up.Type)
 	}
 
 	// --type says what was meant, and skips the check.
