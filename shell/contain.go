@@ -2,19 +2,20 @@
 
 package shell
 
-// Containment modes, as ContainmentMode reports them.
+// Containment modes, as ContainmentMode reports them (not to be confused
+// with the shell policy's Mode).
 const (
-	// ModeCgroup: each run has a cgroup v2 of its own, emptied with
+	// ContainCgroup: each run has a cgroup v2 of its own, emptied with
 	// cgroup.kill when the run ends, besides a supervisor that is a child
 	// subreaper.
-	ModeCgroup = "cgroup"
-	// ModeSubreaper: each run has a supervisor that is a child subreaper,
+	ContainCgroup = "cgroup"
+	// ContainSubreaper: each run has a supervisor that is a child subreaper,
 	// so every process of the job stays its descendant and is killed
 	// through /proc.
-	ModeSubreaper = "subreaper"
-	// ModeProcessGroup: systems other than Linux, where only the process
+	ContainSubreaper = "subreaper"
+	// ContainProcessGroup: systems other than Linux, where only the process
 	// group is signalled.
-	ModeProcessGroup = "process-group"
+	ContainProcessGroup = "process-group"
 )
 
 const (

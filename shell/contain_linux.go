@@ -32,9 +32,9 @@ const supervisorTimeout = killTimeout + 5*time.Second
 
 // containment is how runs are started and their processes found.
 type containment struct {
-	mode       string   // ModeCgroup or ModeSubreaper
+	mode       string   // ContainCgroup or ContainSubreaper
 	supervisor bool     // each run starts under a per-job supervisor
-	cgroupBase string   // in ModeCgroup: where the job cgroups are made
+	cgroupBase string   // in ContainCgroup: where the job cgroups are made
 	notes      []string // why a weaker setup is active, for the log
 }
 
@@ -47,7 +47,7 @@ var active = sync.OnceValue(func() *containment {
 })
 
 // ContainmentMode tells how shell jobs' processes are contained on this
-// host: ModeCgroup or ModeSubreaper (see the package documentation). The
+// host: ContainCgroup or ContainSubreaper (see the package documentation). The
 // first call detects it, which starts two short probe processes, and logs
 // it through slog.Default.
 func ContainmentMode() string { return active().mode }
@@ -59,15 +59,15 @@ func (k *containment) note(format string, args ...any) {
 // detect finds the strongest containment this process can use; setting is
 // the value of ContainmentEnv.
 func detect(setting string) *containment {
-	k := &containment{mode: ModeSubreaper, supervisor: true}
+	k := &containment{mode: ContainSubreaper, supervisor: true}
 	if err := k.probe(); err != nil {
 		k.supervisor = false
 		k.note("no per-job supervisor (%v): jobs start directly, a job's processes that left its process group are "+
 			"found by their %s, and when the server is killed only each job's shell dies with it", err, tokenEnv)
 	}
 	switch setting {
-	case "", "auto", ModeCgroup:
-	case ModeSubreaper:
+	case "", "auto", ContainCgroup:
+	case ContainSubreaper:
 		k.note("cgroups not tried: %s=%s", ContainmentEnv, setting)
 		return k
 	default:
@@ -79,12 +79,12 @@ func detect(setting string) *containment {
 	}
 	if err != nil {
 		k.note("no cgroup per job: %v", err)
-		if setting == ModeCgroup {
+		if setting == ContainCgroup {
 			k.note("%s=cgroup was asked for and cannot be had", ContainmentEnv)
 		}
 		return k
 	}
-	k.mode, k.cgroupBase = ModeCgroup, base
+	k.mode, k.cgroupBase = ContainCgroup, base
 	if n := sweepCgroups(base); n > 0 {
 		k.note("killed %d processes left in the cgroups of dead servers", n)
 	}
@@ -107,7 +107,7 @@ func (k *containment) tryCgroup(base string) error {
 		return fmt.Errorf("no cgroup.kill (Linux 5.14 or later has it): %w", err)
 	}
 	c := *k
-	c.mode, c.cgroupBase, c.notes = ModeCgroup, base, nil
+	c.mode, c.cgroupBase, c.notes = ContainCgroup, base, nil
 	return c.probe()
 }
 
@@ -162,7 +162,7 @@ func (k *containment) start(c Cmd, env []string, stdout, stderr *os.File) (start
 	token := newToken()
 	env = append(env, tokenEnv+"="+token)
 	var cg string
-	if k.mode == ModeCgroup {
+	if k.mode == ContainCgroup {
 		prefix, _ := cgroupPrefix(c.Env[JobIDEnv])
 		cg = filepath.Join(k.cgroupBase, prefix+token)
 		os.Mkdir(k.cgroupBase, 0o755) // gone if someone removed it

@@ -122,14 +122,14 @@ type namedContainment struct {
 // cgroups.
 func containments(t *testing.T) []namedContainment {
 	out := []namedContainment{
-		{"subreaper", &containment{mode: ModeSubreaper, supervisor: true}},
-		{"direct", &containment{mode: ModeSubreaper}},
+		{"subreaper", &containment{mode: ContainSubreaper, supervisor: true}},
+		{"direct", &containment{mode: ContainSubreaper}},
 	}
 	k := detect("")
-	if k.mode == ModeCgroup {
+	if k.mode == ContainCgroup {
 		out = append(out,
-			namedContainment{"cgroup", &containment{mode: ModeCgroup, supervisor: true, cgroupBase: k.cgroupBase}},
-			namedContainment{"cgroup-direct", &containment{mode: ModeCgroup, cgroupBase: k.cgroupBase}})
+			namedContainment{"cgroup", &containment{mode: ContainCgroup, supervisor: true, cgroupBase: k.cgroupBase}},
+			namedContainment{"cgroup-direct", &containment{mode: ContainCgroup, cgroupBase: k.cgroupBase}})
 	} else {
 		t.Logf("cgroup mode is not available here, its variants do not run: %v", k.notes)
 	}
@@ -189,7 +189,7 @@ func TestHostileJobsLeaveNoSurvivors(t *testing.T) {
 		t.Run(nk.name, func(t *testing.T) {
 			for _, hc := range hostileCases(setsid) {
 				t.Run(hc.name, func(t *testing.T) {
-					if hc.tree && !nk.k.supervisor && nk.k.mode != ModeCgroup {
+					if hc.tree && !nk.k.supervisor && nk.k.mode != ContainCgroup {
 						t.Skip("a process that drops its environment outside the process group escapes direct start without a cgroup (documented)")
 					}
 					testHostile(t, nk.k, hc)
@@ -335,7 +335,7 @@ func TestEscapedProcessDoesNotHang(t *testing.T) {
 while [ ! -s %[1]s ]; do sleep 0.01; done
 echo done`, pidfile, setsid),
 			Stdout: &out,
-		}.run(t.Context(), &containment{mode: ModeSubreaper})
+		}.run(t.Context(), &containment{mode: ContainSubreaper})
 		if err != nil {
 			t.Error(err)
 		}
@@ -397,7 +397,7 @@ func TestKillStrays(t *testing.T) {
 	// In cgroup mode, a process in a leftover job cgroup that dropped its
 	// environment: only the cgroup can find it.
 	var inCgroup *exec.Cmd
-	if k := active(); k.mode == ModeCgroup {
+	if k := active(); k.mode == ContainCgroup {
 		cg := filepath.Join(k.cgroupBase, jobID+".1-1-test")
 		if err := os.Mkdir(cg, 0o755); err != nil {
 			t.Fatal(err)
@@ -459,7 +459,7 @@ func TestKillStrays(t *testing.T) {
 // gone is emptied and removed; one whose server runs is left alone.
 func TestSweepDeadServersCgroups(t *testing.T) {
 	k := active()
-	if k.mode != ModeCgroup {
+	if k.mode != ContainCgroup {
 		t.Skip("cgroup mode is not available here")
 	}
 	gone := exec.Command("true")
@@ -498,14 +498,14 @@ func TestSweepDeadServersCgroups(t *testing.T) {
 // TestContainmentMode: the detected mode is one of the two, and the
 // environment variable forces the subreaper.
 func TestContainmentMode(t *testing.T) {
-	if m := ContainmentMode(); m != ModeCgroup && m != ModeSubreaper {
+	if m := ContainmentMode(); m != ContainCgroup && m != ContainSubreaper {
 		t.Errorf("ContainmentMode() = %q", m)
 	}
 	if !active().supervisor {
 		t.Errorf("the test binary cannot supervise its jobs: %v", active().notes)
 	}
-	k := detect(ModeSubreaper)
-	if k.mode != ModeSubreaper || !k.supervisor || k.cgroupBase != "" {
+	k := detect(ContainSubreaper)
+	if k.mode != ContainSubreaper || !k.supervisor || k.cgroupBase != "" {
 		t.Errorf("detect(subreaper) = %+v", k)
 	}
 }

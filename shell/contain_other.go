@@ -14,9 +14,9 @@ type containment struct{}
 
 func active() *containment { return &containment{} }
 
-// ContainmentMode is ModeProcessGroup on systems other than Linux: a process
+// ContainmentMode is ContainProcessGroup on systems other than Linux: a process
 // that leaves the job's process group is not found.
-func ContainmentMode() string { return ModeProcessGroup }
+func ContainmentMode() string { return ContainProcessGroup }
 
 // KillStrays needs Linux's /proc; elsewhere it reports errors.ErrUnsupported.
 func KillStrays(jobID string) (int, error) { return 0, errors.ErrUnsupported }

@@ -20,7 +20,7 @@ const nestedEnv = "SHELLTEST_NESTED"
 
 func init() {
 	if os.Getenv(nestedEnv) == "direct" {
-		k := &containment{mode: ModeSubreaper}
+		k := &containment{mode: ContainSubreaper}
 		active = func() *containment { return k }
 	}
 }
@@ -71,9 +71,9 @@ func TestHelperServer(t *testing.T) {
 	case "active":
 		k = active()
 	case "subreaper":
-		k = detect(ModeSubreaper)
+		k = detect(ContainSubreaper)
 	case "direct":
-		k = &containment{mode: ModeSubreaper}
+		k = &containment{mode: ContainSubreaper}
 	}
 	Cmd{Command: os.Getenv("SHELLTEST_HELPER_CMD"), Env: map[string]string{markEnv: os.Getenv("SHELLTEST_HELPER_MARK")}}.run(context.Background(), k)
 	t.Fatal("the job ended before the server was killed")
