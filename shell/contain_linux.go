@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,6 +161,8 @@ func cgroupPrefix(jobID string) (string, bool) {
 
 func (k *containment) start(c Cmd, env []string, stdout, stderr *os.File) (started, error) {
 	token := newToken()
+	// Ours, not one the job or the server's environment brought along.
+	env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, tokenEnv+"=") })
 	env = append(env, tokenEnv+"="+token)
 	var cg string
 	if k.mode == ContainCgroup {
