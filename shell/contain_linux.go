@@ -31,6 +31,10 @@ import (
 // the supervisor's own bound plus room.
 const supervisorTimeout = killTimeout + 5*time.Second
 
+// startTimeout bounds the wait for a supervisor to start the shell: it
+// takes milliseconds, unless the binary is not one that can supervise.
+const startTimeout = 30 * time.Second
+
 // containment is how runs are started and their processes found.
 type containment struct {
 	mode       string   // ContainCgroup or ContainSubreaper
@@ -220,7 +224,7 @@ func startSupervised(c Cmd, env []string, stdout, stderr *os.File, cg, token str
 		// /proc/self/exe is this very binary even if its file was replaced
 		// or removed since it started (an upgrade in place).
 		Path:   "/proc/self/exe",
-		Args:   []string{os.Args[0], superviseArg, strconv.Itoa(os.Getpid()), cg, c.Command},
+		Args:   []string{argv0(), superviseArg, strconv.Itoa(os.Getpid()), cg, c.Command},
 		Env:    env,
 		Dir:    c.Dir,
 		Stderr: os.Stderr, // the supervisor's own complaints go to the server's log
@@ -240,11 +244,16 @@ func startSupervised(c Cmd, env []string, stdout, stderr *os.File, cg, token str
 	}
 	s := &supervised{cmd: cmd, ctl: ctlW, exitCh: make(chan struct{}), gone: make(chan struct{}), cgroup: cg, token: token}
 	r := bufio.NewReader(statusR)
+	// Bounded: a binary that is not ours (the probe's case) might take the
+	// arguments for something else and run on.
+	statusR.SetReadDeadline(time.Now().Add(startTimeout))
 	line, _ := r.ReadString('\n')
+	statusR.SetReadDeadline(time.Time{})
 	line = strings.TrimSpace(line)
 	if !strings.HasPrefix(line, "started ") {
 		statusR.Close()
 		ctlW.Close()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // not reaped yet: still its group
 		cmd.Wait()
 		if msg, ok := strings.CutPrefix(line, "error "); ok {
 			return nil, errors.New("shell: " + msg)
@@ -253,6 +262,15 @@ func startSupervised(c Cmd, env []string, stdout, stderr *os.File, cg, token str
 	}
 	go s.readStatus(r, statusR)
 	return s, nil
+}
+
+// argv0 is the supervisor's argv[0]: the server's, so that ps shows whose
+// supervisor it is.
+func argv0() string {
+	if len(os.Args) > 0 && os.Args[0] != "" {
+		return os.Args[0]
+	}
+	return "servicekit"
 }
 
 func (s *supervised) readStatus(r *bufio.Reader, f *os.File) {
@@ -365,8 +383,9 @@ func startDirect(c Cmd, env []string, stdout, stderr *os.File, cg, token string)
 
 // lockedStart starts cmd from a goroutine locked to its OS thread and keeps
 // the thread until release is called: the parent death signal is sent when
-// the thread that forked the child ends, not the process, and Go may end an
-// idle thread.
+// the thread that forked the child ends, not the process, and Go ends a
+// thread whose goroutine exits while locked to it, which any code in the
+// process may do.
 func lockedStart(cmd *exec.Cmd) (release func(), err error) {
 	errc := make(chan error, 1)
 	done := make(chan struct{})

@@ -236,7 +236,19 @@ func (s *supervisor) killAll(shExit <-chan syscall.WaitStatus, noChildren <-chan
 			fmt.Fprintf(os.Stderr, "servicekit supervisor: %v\n", err)
 		}
 	}
-	_, done := killUntilNone(s.members, s.member, deadline)
+	members := func() []int {
+		select {
+		case <-noChildren:
+			// No child, so no descendant: skip the scan of /proc, which
+			// is the common case of a job that left nothing behind.
+			if s.cgroup == "" || !populated(s.cgroup) {
+				return nil
+			}
+		default:
+		}
+		return s.members()
+	}
+	_, done := killUntilNone(members, s.member, deadline)
 	select {
 	case <-noChildren:
 	case <-time.After(time.Until(deadline)):
