@@ -178,10 +178,43 @@ func (s *Scheduler) runAttempt(ctx context.Context, r *Record, a *active) {
 	c := newCapture(s, r)
 	run := &Run{Job: r, Stdout: c.Stdout, Stderr: c.Stderr, Logger: s.log.With("job_id", r.ID), out: c,
 		KillGrace: min(5*time.Second, s.opt.Lease/4)}
-	out := s.execute(runCtx, run)
+	out := s.executeBounded(runCtx, run)
 	a.ending.Store(true)
 	c.close(context.Background())
 	s.finish(r, out, context.Cause(runCtx), c)
+}
+
+// executeBounded runs the attempt and returns its outcome, or, when the
+// attempt was canceled (cancel, timeout, shutdown, fencing) and has not
+// returned a grace period later — a function that ignores its context, a
+// blocked read — gives up on it: the job ends saying so and its slot is
+// given back. The goroutine is abandoned (counted in Stats and /health
+// until it returns) and whatever it returns late is ignored.
+func (s *Scheduler) executeBounded(ctx context.Context, run *Run) Outcome {
+	done := make(chan Outcome, 1)
+	go func() { done <- s.execute(ctx, run) }()
+	select {
+	case out := <-done:
+		return out
+	case <-ctx.Done():
+	}
+	grace := run.KillGrace + 2*time.Second // a shell's processes get KillGrace to die
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case out := <-done:
+		return out
+	case <-t.C:
+	}
+	s.abandoned.Add(1)
+	go func() {
+		<-done
+		s.abandoned.Add(-1)
+		s.log.Info("an abandoned job attempt returned at last; its outcome is ignored", "job_id", run.Job.ID, "attempt", run.Job.Attempt)
+	}()
+	s.log.Warn("job attempt did not return after it was stopped; abandoning its goroutine", "job_id", run.Job.ID,
+		"attempt", run.Job.Attempt, "grace", grace)
+	return Outcome{Err: fmt.Errorf("the function did not return within %s of being stopped; it was abandoned", grace), abandoned: true}
 }
 
 // execute calls the executor, turning a panic into a failed outcome so a
@@ -208,7 +241,14 @@ func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
 		status, errText = Failed, fmt.Sprintf("timed out after %s", time.Duration(r.TimeoutMS)*time.Millisecond)
 	case out.Err != nil:
 		status, errText = Failed, out.Err.Error()
+	case len(out.Result) > s.opt.MaxResultBytes:
+		status, errText = Failed, fmt.Sprintf("the result is %d bytes, over the limit of %d bytes (MaxResultBytes); it was not stored", len(out.Result), s.opt.MaxResultBytes)
+		out.Result, out.permanent = nil, true
 	}
+	if out.abandoned && cause != nil {
+		errText += "; " + out.Err.Error()
+	}
+	permanent := out.permanent || IsPermanent(out.Err)
 	out.Err = nil
 	switch {
 	case errors.Is(cause, errDeleted):
@@ -216,7 +256,7 @@ func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
 	case errText != "":
 		out.Err = errors.New(errText)
 	}
-	retry := status == Failed && r.Attempt < r.MaxAttempts
+	retry := status == Failed && r.Attempt < r.MaxAttempts && !permanent
 	var wait time.Duration
 	if retry && !errors.Is(cause, errShutdown) {
 		wait = s.backoff(r.Attempt)

@@ -43,5 +43,8 @@ func (s *Scheduler) Health(ctx context.Context) (state, message string) {
 			return Degraded, fmt.Sprintf("%d jobs ready and slots free, but the dispatcher last ran %s ago", ready, idle.Round(time.Second))
 		}
 	}
+	if n := s.abandoned.Load(); n > 0 {
+		return Degraded, fmt.Sprintf("%d pending, %d running here, %d abandoned goroutines (job attempts that ignored being stopped)", pending, s.RunningCount(), n)
+	}
 	return Healthy, fmt.Sprintf("%d pending, %d running here", pending, s.RunningCount())
 }

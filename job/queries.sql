@@ -71,7 +71,13 @@ RETURNING event_seq
 -- lost to a rescue is not in it) and which of them were asked to stop.
 -- name: RenewLeases
 UPDATE jobs SET lease_until = ? WHERE node = ? AND status = 'running'
-RETURNING id, attempt, cancel_requested
+RETURNING id, attempt, cancel_requested, started_at
+
+-- A running row of this node with no run behind it (its end could not be
+-- stored) is given up: its lease ends now, so a rescue ends it, instead of
+-- being renewed forever.
+-- name: ReleaseLease
+UPDATE jobs SET lease_until = 0 WHERE id = ? AND node = ? AND attempt = ? AND status = 'running'
 
 -- name: CancelRequestedHere
 SELECT id, cancel_requested FROM jobs WHERE node = ? AND status = 'running' AND cancel_requested > 0
