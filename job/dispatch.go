@@ -151,9 +151,8 @@ func (s *Scheduler) start(r *Record) {
 	s.active[r.ID] = a
 	s.mu.Unlock()
 	s.runs.Add(1)
-	go func() {
-		defer s.runs.Done()
-		defer func() {
+	a.release = func() {
+		a.releaseOnce.Do(func() {
 			s.mu.Lock()
 			delete(s.active, r.ID)
 			s.mu.Unlock()
@@ -163,7 +162,11 @@ func (s *Scheduler) start(r *Record) {
 			case s.freed <- struct{}{}:
 			default:
 			}
-		}()
+		})
+	}
+	go func() {
+		defer s.runs.Done()
+		defer a.release()
 		s.runAttempt(ctx, r, a)
 	}()
 }
@@ -181,7 +184,7 @@ func (s *Scheduler) runAttempt(ctx context.Context, r *Record, a *active) {
 	out := s.executeBounded(runCtx, run)
 	a.ending.Store(true)
 	c.close(context.Background())
-	s.finish(r, out, context.Cause(runCtx), c)
+	s.finish(r, out, context.Cause(runCtx), c, a.release)
 }
 
 // executeBounded runs the attempt and returns its outcome, or, when the
@@ -230,7 +233,10 @@ func (s *Scheduler) execute(ctx context.Context, run *Run) (out Outcome) {
 
 // finish records how an attempt ended: terminal (with its artifact) or, for
 // a failure with attempts left, back to pending after a backoff.
-func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
+//
+// The run's slot is given back once the end is stored and before anyone is
+// told: a client that sees the job end and submits again finds the slot free.
+func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture, release func()) {
 	status, errText := Completed, ""
 	switch {
 	case errors.Is(cause, errCanceled), errors.Is(cause, errDeleted):
@@ -277,6 +283,7 @@ func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
 		s.log.Warn("store job result", "job_id", r.ID, "error", err)
 		time.Sleep(time.Second)
 	}
+	release()
 	if end == nil {
 		return // the attempt was no longer ours: whoever took it reports its end
 	}

@@ -297,6 +297,9 @@ type active struct {
 	since   time.Time
 	cancel  context.CancelCauseFunc
 	ending  atomic.Bool // the run returned; its end is being stored
+
+	release     func() // frees the run's slot and entry; idempotent
+	releaseOnce sync.Once
 }
 
 // New makes a scheduler; call Start to run jobs. exec may be set later with
