@@ -24,6 +24,10 @@ func (s *Scheduler) Health(ctx context.Context) (state, message string) {
 	if s.closing.Load() {
 		return Degraded, "shutting down: not taking new jobs"
 	}
+	if err, since := s.db.WriteFailure(); err != nil {
+		return Degraded, fmt.Sprintf("writes to the database fail since %s ago (jobs cannot be stored; the API answers 503): %v",
+			time.Since(since).Round(time.Second), err)
+	}
 	if !s.notify.Listening() {
 		return Degraded, "not hearing other nodes' signals (the LISTEN connection is reconnecting); re-checking every few seconds meanwhile"
 	}

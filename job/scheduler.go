@@ -647,7 +647,10 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) (*Record, error) {
 func (s *Scheduler) requestStop(ctx context.Context, id string, level int) error {
 	var node sql.NullString
 	var attempt int
-	if err := s.db.QueryRowW(ctx, s.q.RequestCancel, level, id).Scan(&node, &attempt); err != nil {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		return s.db.QueryRowTx(ctx, tx, s.q.RequestCancel, level, id).Scan(&node, &attempt)
+	})
+	if err != nil {
 		return err
 	}
 	if node.String == s.opt.Node {
