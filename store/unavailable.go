@@ -140,4 +140,3 @@ func (db *DB) guard(err error) error {
 	}
 	return err
 }
-
