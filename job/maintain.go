@@ -332,6 +332,7 @@ func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (boo
 	if v.dead {
 		deadNode = v.node
 	}
+	s.sweep(v)
 	nowMS := now.UnixMilli()
 	msg := fmt.Sprintf("node %s stopped while running the job (lease lost)", v.node)
 	var rec *Record
@@ -389,6 +390,30 @@ func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (boo
 		s.logEnd(rec, 0)
 	}
 	return true, nil
+}
+
+// StraySweeper is implemented by an Executor that can find and kill what
+// a dead attempt left running on this host (the task package's executor
+// kills the processes marked with the job's id). A rescue calls it before it
+// ends or requeues the attempt, so a retry never runs beside the remains of
+// the attempt before it.
+type StraySweeper interface {
+	KillStrays(jobID string) (killed int, err error)
+}
+
+// sweep kills what a dead attempt of this host left running.
+func (s *Scheduler) sweep(v victim) {
+	sw, ok := s.exec.(StraySweeper)
+	if !ok || !strings.HasPrefix(v.node, s.host+"-") {
+		return
+	}
+	n, err := sw.KillStrays(v.id)
+	switch {
+	case err != nil:
+		s.log.Warn("kill what a dead attempt left running", "job_id", v.id, "node", v.node, "error", err)
+	case n > 0:
+		s.log.Warn("killed processes a dead attempt left running", "job_id", v.id, "node", v.node, "processes", n)
+	}
 }
 
 // Node is one server process sharing the database, from the node registry.
