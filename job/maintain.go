@@ -332,7 +332,6 @@ func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (boo
 	if v.dead {
 		deadNode = v.node
 	}
-	s.sweep(v)
 	nowMS := now.UnixMilli()
 	msg := fmt.Sprintf("node %s stopped while running the job (lease lost)", v.node)
 	var rec *Record
@@ -384,6 +383,7 @@ func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (boo
 		return false, err
 	}
 	s.log.Warn("rescued job of a dead node", "job_id", rec.ID, "node", v.node, "attempt", v.attempt, "now", rec.Status)
+	s.sweep(v)
 	s.changed(rec.ID)
 	if rec.Status.Terminal() {
 		s.opt.Observer.Finished(rec, rec.Status, 0)
@@ -394,11 +394,12 @@ func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (boo
 
 // StraySweeper is implemented by an Executor that can find and kill what
 // a dead attempt left running on this host (the task package's executor
-// kills the processes marked with the job's id). A rescue calls it before it
-// ends or requeues the attempt, so a retry never runs beside the remains of
-// the attempt before it.
+// kills the processes marked with the job's id and an attempt up to the one
+// given). A rescue calls it once its statement took the attempt away — not
+// before, since a live owner that renewed in time keeps its run — and later
+// attempts are spared, so a retry started meanwhile is left alone.
 type StraySweeper interface {
-	KillStrays(jobID string) (killed int, err error)
+	KillStrays(jobID string, upToAttempt int) (killed int, err error)
 }
 
 // sweep kills what a dead attempt of this host left running.
@@ -407,7 +408,7 @@ func (s *Scheduler) sweep(v victim) {
 	if !ok || !strings.HasPrefix(v.node, s.host+"-") {
 		return
 	}
-	n, err := sw.KillStrays(v.id)
+	n, err := sw.KillStrays(v.id, v.attempt)
 	switch {
 	case err != nil:
 		s.log.Warn("kill what a dead attempt left running", "job_id", v.id, "node", v.node, "error", err)
