@@ -29,12 +29,12 @@ var queries = sqlq.MustLoad(queryFS, "queries.sql")
 
 // jobQueries are the statements of queries.sql, one field per "-- name:".
 type jobQueries struct {
-	Insert, InsertRunning, InsertRunningPG, ClaimNext, NextRunAfter, Finish, Requeue, EndCanceled         string
-	CancelPending, RequestCancel, SetProgress, ReserveSeq, RenewLeases, ReleaseLease, CancelRequestedHere string
-	Expired, RunningNodes, RunningOn, RescueRequeue, RescueEnd                                            string
-	UpsertNode, DeleteNode, LiveNodes, PurgeNodes                                                         string
-	InsertEvent, InsertTwoEvents, EventsAfter, LogEvents, TrimLog, Get, List, Count, CountPending         string
-	Delete, DeleteUnlessRunning, DeleteEvents, ExpiredIDs, TaskHasJob, CountReady                         string
+	Insert, InsertRunning, InsertRunningPG, ClaimNext, NextRunAfter, Finish, FinishPG, Requeue, EndCanceled string
+	CancelPending, RequestCancel, SetProgress, ReserveSeq, RenewLeases, ReleaseLease, CancelRequestedHere   string
+	Expired, RunningNodes, RunningOn, RescueRequeue, RescueEnd                                              string
+	UpsertNode, DeleteNode, LiveNodes, PurgeNodes                                                           string
+	InsertEvent, InsertTwoEvents, EventsAfter, LogEvents, TrimLog, Get, List, Count, CountPending           string
+	Delete, DeleteUnlessRunning, DeleteEvents, ExpiredIDs, TaskHasJob, CountReady                           string
 }
 
 // Errors the scheduler returns; the HTTP layer maps them to problem details.
