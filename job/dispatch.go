@@ -110,8 +110,8 @@ func (s *Scheduler) claim(ctx context.Context, n int) ([]*Record, error) {
 	s.claims.Add(1)
 	err := s.do(ctx, func(tx *sql.Tx) error {
 		recs = recs[:0]
-		rows, err := s.db.QueryTx(ctx, tx, s.q.ClaimNext, now.UnixMilli(), s.opt.Node,
-			now.Add(s.opt.Lease).UnixMilli(), now.UnixMilli(), n)
+		rows, err := s.db.QueryTx(ctx, tx, s.q.ClaimNext, now.UnixMilli(), n, now.UnixMilli(), s.opt.Node,
+			now.Add(s.opt.Lease).UnixMilli())
 		if err != nil {
 			return err
 		}

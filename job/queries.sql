@@ -24,13 +24,21 @@ WITH j AS (
 INSERT INTO job_events (job_id, seq, kind, count, bytes, data)
 SELECT id, 1, 'status', 1, ?::bigint, ?::text FROM j UNION ALL SELECT id, 2, 'status', 1, ?::bigint, ?::text FROM j
 
+-- The ready jobs are picked in a materialized WITH, once: as a subquery in
+-- "id IN (…LIMIT n FOR UPDATE SKIP LOCKED)" PostgreSQL may run the pick
+-- again for each outer row, and with SKIP LOCKED each run finds other rows,
+-- so one claim took far more jobs than slots (49 on a node of 1, caught by
+-- TestMaxPendingHoldsUnderConcurrentSubmits). LIMIT (? + 0), not LIMIT ?:
+-- SQLite's planner uses a plain LIMIT parameter's value, so each new value
+-- re-prepared the statement (3x its cost, measured).
 -- name: ClaimNext
+WITH ready AS MATERIALIZED (
+    SELECT id FROM jobs WHERE status = 'pending' AND run_after <= ?
+    ORDER BY run_after, id LIMIT (? + 0) /*SKIP_LOCKED*/)
 UPDATE jobs
 SET status = 'running', attempt = attempt + 1, started_at = ?, node = ?, lease_until = ?,
     event_seq = event_seq + 1
-WHERE status = 'pending' AND id IN (
-    SELECT id FROM jobs WHERE status = 'pending' AND run_after <= ?
-    ORDER BY run_after, id LIMIT ? /*SKIP_LOCKED*/)
+WHERE status = 'pending' AND id IN (SELECT id FROM ready)
 RETURNING /*COLS*/
 
 -- name: NextRunAfter
