@@ -30,11 +30,13 @@ SELECT id, 1, 'status', 1, ?::bigint, ?::text FROM j UNION ALL SELECT id, 2, 'st
 -- so one claim took far more jobs than slots (49 on a node of 1, caught by
 -- TestMaxPendingHoldsUnderConcurrentSubmits). LIMIT (? + 0), not LIMIT ?:
 -- SQLite's planner uses a plain LIMIT parameter's value, so each new value
--- re-prepared the statement (3x its cost, measured).
+-- re-prepared the statement (3x its cost, measured). ORDER BY id (ULIDs
+-- are in submit order) walks the (status, id) index: ordering by run_after
+-- sorted every pending job on each claim.
 -- name: ClaimNext
 WITH ready AS MATERIALIZED (
     SELECT id FROM jobs WHERE status = 'pending' AND run_after <= ?
-    ORDER BY run_after, id LIMIT (? + 0) /*SKIP_LOCKED*/)
+    ORDER BY id LIMIT (? + 0) /*SKIP_LOCKED*/)
 UPDATE jobs
 SET status = 'running', attempt = attempt + 1, started_at = ?, node = ?, lease_until = ?,
     event_seq = event_seq + 1
