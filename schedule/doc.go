@@ -37,7 +37,8 @@
 // schedules in two by their minute and hour fields:
 //
 //   - Fixed-time schedules, whose minute and hour fields both start with
-//     something other than "*" ("30 2 * * *", "0 9 * * MON-FRI", @daily),
+//     something other than "*" or "?" ("30 2 * * *", "0 9 * * MON-FRI",
+//     "0,30 8-17 * * *", @daily),
 //     name times of day. A time that does not exist because the clocks
 //     jumped forward fires once, at the first instant after the gap: on
 //     8 March 2026 in America/New_York, "30 2 * * *" fires at 03:00 EDT.

@@ -84,7 +84,7 @@ func parseEvery(args []string) (*Schedule, string) {
 	if len(args) != 1 {
 		return nil, `@every takes one duration, e.g. "@every 10m" or "@every 1h30m"`
 	}
-	d, err := time.ParseDuration(args[0])
+	d, err := time.ParseDuration(strings.ToLower(args[0])) // Go's units are lower case
 	switch {
 	case err != nil:
 		return nil, fmt.Sprintf("%q is not a duration; write it like 30s, 10m or 1h30m", args[0])

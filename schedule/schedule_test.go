@@ -77,6 +77,10 @@ func TestParseErrors(t *testing.T) {
 		{"@daily", "Oslo", "timezone", `timezone "Oslo": unknown IANA time zone (did you mean Europe/Oslo?)`},
 		{"@daily", "New York", "timezone", `timezone "New York": unknown IANA time zone (did you mean America/New_York?)`},
 		{"@daily", "Mars/Olympus_Mons", "timezone", `timezone "Mars/Olympus_Mons": unknown IANA time zone; give a name like "Europe/Oslo", "America/New_York" or "UTC"`},
+		{"@daily", "utc", "timezone", `timezone "utc": unknown IANA time zone (did you mean UTC?)`},
+		{"@daily", "Kiev", "timezone", `timezone "Kiev": unknown IANA time zone (did you mean Europe/Kiev?)`},
+		{"@daily", "xyz", "timezone", `timezone "xyz": unknown IANA time zone; give a name like "Europe/Oslo", "America/New_York" or "UTC"`},
+		{"@daily", "local", "timezone", `timezone "local": is the host's own zone, which can differ between nodes; give an IANA name like "Europe/Oslo" or "UTC"`},
 		{"@daily", "Local", "timezone", `timezone "Local": is the host's own zone, which can differ between nodes; give an IANA name like "Europe/Oslo" or "UTC"`},
 	} {
 		s, err := schedule.Parse(c.expr, c.zone)
@@ -102,6 +106,8 @@ func TestParseNormalizes(t *testing.T) {
 		{"@EVERY 3600s", "", "@every 1h", "UTC"},
 		{"@every 1m30s", "", "@every 1m30s", "UTC"},
 		{"@every 1s", "", "@every 1s", "UTC"},
+		{"@every 2H", "", "@every 2h", "UTC"},
+		{"@hourly", " Europe/Oslo ", "@hourly", "Europe/Oslo"},
 	} {
 		s := mustParse(t, c.expr, c.zone)
 		if s.String() != c.want || s.Zone() != c.wantZone {

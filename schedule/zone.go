@@ -18,10 +18,11 @@ var zoneNames string
 
 // loadZone loads the IANA zone name ("UTC" when empty), or says why it can't.
 func loadZone(name string) (*time.Location, string, string) {
+	name = strings.TrimSpace(name)
 	if name == "" {
 		name = "UTC"
 	}
-	if name == "Local" {
+	if strings.EqualFold(name, "Local") {
 		return nil, "", `is the host's own zone, which can differ between nodes; give an IANA name like "Europe/Oslo" or "UTC"`
 	}
 	loc, err := time.LoadLocation(name)
@@ -35,19 +36,23 @@ func loadZone(name string) (*time.Location, string, string) {
 }
 
 // nearestZone is the zone closest to typed, if it is close enough to be a
-// likely typo. Case and spaces do not count ("new york" is America/New_York),
-// and a name without a slash is also held against each zone's city.
+// likely typo: one edit in four letters (at least one), where swapping two
+// letters is one edit and case and spaces do not count ("new york" is
+// America/New_York). A name without a slash is also held against each zone's
+// city ("Oslo" is Europe/Oslo), a little less close than a whole name, so
+// "utc" is UTC rather than Etc/UTC.
 func nearestZone(typed string) string {
 	key := strings.ToLower(strings.ReplaceAll(typed, " ", "_"))
-	best, bestDist := "", max(2, len(key)/4)+1
+	best, bestScore := "", 2*(max(1, len(key)/4)+1) // score: twice the edits
 	for _, zone := range strings.Fields(zoneNames) {
 		name := strings.ToLower(zone)
-		d := edlib.OSADamerauLevenshteinDistance(key, name)
+		score := 2 * edlib.OSADamerauLevenshteinDistance(key, name)
 		if !strings.Contains(key, "/") {
-			d = min(d, edlib.OSADamerauLevenshteinDistance(key, name[strings.LastIndex(name, "/")+1:]))
+			city := name[strings.LastIndex(name, "/")+1:]
+			score = min(score, 2*edlib.OSADamerauLevenshteinDistance(key, city)+1)
 		}
-		if d < bestDist {
-			best, bestDist = zone, d
+		if score < bestScore {
+			best, bestScore = zone, score
 		}
 	}
 	return best
