@@ -2,6 +2,8 @@ package servicekit_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -129,4 +131,52 @@ func TestUnrunnableCommandAndEnvRefused(t *testing.T) {
 			t.Fatalf("env not passed: %s", logs.body)
 		}
 	})
+}
+
+// TestStreamClientsShareReadsAndMissNothing: many clients replaying and
+// following one long job at once, from the start and from ids in the
+// middle of a chunk, each get every event exactly once and in order —
+// whether their chunk came from their own read, one shared with others, or
+// the cache a read filled ahead.
+func TestStreamClientsShareReadsAndMissNothing(t *testing.T) {
+	e := newEnv(t)
+	const lines = 20_000
+	tk := e.createTask(map[string]any{"command": "seq 1 20000"})
+	id := e.execute(tk["id"].(string), nil)
+	type result struct {
+		from   int
+		events []sse
+	}
+	results := make(chan result)
+	starts := []int{0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 777, 1500, 9_999, 12_345, 19_999, 20_001}
+	for _, from := range starts {
+		go func() {
+			var hdr []string
+			if from > 0 {
+				hdr = []string{"Last-Event-ID", strconv.Itoa(from)}
+			}
+			ev, _ := e.stream(id, hdr...)
+			results <- result{from, ev}
+		}()
+	}
+	for range starts {
+		r := <-results
+		// Events: 1 pending, 2 running, 3… the lines (line n is id n+2),
+		// then the terminal status.
+		if want := lines + 3 - r.from; len(r.events) != want {
+			t.Fatalf("from %d: %d events, want %d", r.from, len(r.events), want)
+		}
+		for i, ev := range r.events {
+			n := r.from + 1 + i
+			if ev.id != strconv.Itoa(n) {
+				t.Fatalf("from %d: event %d has id %s, want %d", r.from, i, ev.id, n)
+			}
+			if n >= 3 && n <= lines+2 && ev.data != fmt.Sprintf(`{"stream":"stdout","line":"%d"}`, n-2) {
+				t.Fatalf("from %d: event %d is %q", r.from, n, ev.data)
+			}
+		}
+		if last := r.events[len(r.events)-1]; last.event != "status" || !strings.Contains(last.data, `"status":"completed"`) {
+			t.Fatalf("from %d: ends with %+v", r.from, last)
+		}
+	}
 }
