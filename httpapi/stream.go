@@ -158,12 +158,13 @@ func (st *streamer) serve(w http.ResponseWriter, r *http.Request, id string, aft
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	h.Set("Connection", "keep-alive")
+	// The connection ends with the stream. Its writes carry deadlines,
+	// which net/http (without a WriteTimeout, for streams' sake) would
+	// leave on the connection for the next request to inherit; and the
+	// end of the response is written after this returns, so it keeps one.
+	h.Set("Connection", "close")
 	rc := http.NewResponseController(w)
-	// The deadline of a write must not outlive the stream: net/http sets
-	// none of its own (no WriteTimeout, for streams' sake), so the next
-	// response on this connection would inherit it.
-	defer rc.SetWriteDeadline(time.Time{})
+	defer func() { rc.SetWriteDeadline(time.Now().Add(limit.write)) }()
 	send := func(b []byte) bool {
 		// A client that stops reading blocks the write once the socket
 		// buffers are full; the deadline ends that wait, the stream returns
