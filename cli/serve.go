@@ -44,6 +44,7 @@ type ServeConfig struct {
 	Shell           string
 	ShellAllow      string
 	Lease           time.Duration
+	MaxResult       int
 	PprofAddr       string
 	LogOutput       io.Writer // where the server logs; os.Stderr when nil
 	// MaxConnections caps open client connections; 0 picks the file
@@ -120,6 +121,7 @@ fails, 2 for a bad flag.`,
 	f.StringVar(&c.Shell, "shell", envOr("SERVICEKIT_SHELL", "any"), "shell policy: any, allowlist or off (SERVICEKIT_SHELL)")
 	f.StringVar(&c.ShellAllow, "shell-allow", envOr("SERVICEKIT_SHELL_ALLOW", ""), "with --shell allowlist: executables allowed, by name or absolute path, comma-separated (SERVICEKIT_SHELL_ALLOW)")
 	f.DurationVar(&c.Lease, "lease", envDuration("SERVICEKIT_LEASE", 30*time.Second), "how long a running job's claim lasts without renewal: a dead node's jobs are rescued after about this long (SERVICEKIT_LEASE)")
+	f.IntVar(&c.MaxResult, "max-result", envInt("SERVICEKIT_MAX_RESULT", 1<<20), "bytes a function's result may take (its JSON); over it the job fails and nothing of it is stored (SERVICEKIT_MAX_RESULT)")
 	f.StringVar(&c.PprofAddr, "pprof-addr", envOr("SERVICEKIT_PPROF_ADDR", ""), "serve Go's net/http/pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default; never expose it)")
 	f.BoolVar(&c.Insecure, "insecure", false, "allow a non-loopback address with shell policy any and no API keys")
 	f.IntVar(&c.MaxConnections, "max-connections", envInt("SERVICEKIT_MAX_CONNECTIONS", 0), "open client connections at most; over it the oldest idle ones are closed (0: the file descriptor limit minus a reserve for jobs and the database) (SERVICEKIT_MAX_CONNECTIONS)")
@@ -202,7 +204,8 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 		WithHealth().
 		WithDatabase(c.Database).
 		WithJobs(c.MaxConcurrency).
-		WithJobOptions(job.Options{OutputLimit: c.OutputLimit, Retention: c.JobRetention, MaxPending: c.MaxPending, Lease: c.Lease}).
+		WithJobOptions(job.Options{OutputLimit: c.OutputLimit, Retention: c.JobRetention, MaxPending: c.MaxPending, Lease: c.Lease,
+			MaxResultBytes: c.MaxResult}).
 		WithAPIKeys(keys...).
 		WithShellPolicy(policy).
 		WithAPIKeyHeader(c.APIKeyHeader).
