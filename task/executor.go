@@ -53,7 +53,8 @@ func (e executor) Execute(ctx context.Context, run *job.Run) job.Outcome {
 }
 
 // runShell checks the policy again (it may have changed since $execute)
-// and runs the command in its own process group.
+// and runs the command, contained: every process it starts ends with the
+// job, or with the server (see the shell package, "Containment").
 func (m *Manager) runShell(ctx context.Context, run *job.Run) job.Outcome {
 	if err := m.checkShell(run.Job.Command, run.Job.Env); err != nil {
 		return job.Outcome{Err: err}
@@ -62,7 +63,7 @@ func (m *Manager) runShell(ctx context.Context, run *job.Run) job.Outcome {
 	// retried attempt idempotent; the job's env cannot override these.
 	env := make(map[string]string, len(run.Job.Env)+3)
 	maps.Copy(env, run.Job.Env)
-	env["SERVICEKIT_JOB_ID"] = run.Job.ID
+	env[shell.JobIDEnv] = run.Job.ID // also how shell.KillStrays finds the job's processes
 	env["SERVICEKIT_JOB_ATTEMPT"] = strconv.Itoa(run.Job.Attempt)
 	if run.Job.Node != nil {
 		env["SERVICEKIT_NODE"] = *run.Job.Node
