@@ -154,4 +154,5 @@ func (t teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (t teeHandler) WithGroup(name string) slog.Handler {
 	return teeHandler{t[0].WithGroup(name), t[1].WithGroup(name)}
 }
+
 var _ job.StraySweeper = executor{}
