@@ -250,7 +250,7 @@ func (s *Server) toProblem(ctx context.Context, err error) error {
 	case errors.Is(err, context.Canceled):
 		return newProblem(503, "request canceled")
 	}
-	if isUnavailable(err) {
+	if store.Unavailable(err) || isUnavailable(err) {
 		s.d.Logger.Error("database unavailable", "request_id", RequestID(ctx), "error", err)
 		p := newProblem(503, "the database is unavailable; retry later")
 		p.header = http.Header{"Retry-After": {"5"}}

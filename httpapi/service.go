@@ -10,6 +10,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/servicekit/servicekit/job"
+	"github.com/servicekit/servicekit/shell"
 )
 
 // CheckResult is one health check's outcome.
@@ -51,17 +52,28 @@ type SystemInfo struct {
 	// Nodes are the live server processes sharing the database (this one
 	// included), from their heartbeats.
 	Nodes []job.Node `json:"nodes"`
+	// Containment is how this server keeps every process of a shell job
+	// within the job (see the README, "Process containment").
+	Containment string `json:"containment"`
 }
 
 func (s *Server) registerService() {
 	huma.Register(s.api, huma.Operation{
 		OperationID: "health", Method: http.MethodGet, Path: "/health", Tags: []string{"Service"},
-		Summary: "Health of the service and its dependencies", Description: "200 when healthy or degraded, 503 when unhealthy.",
+		Summary: "Health of the service and its dependencies",
+		Description: "200 when healthy or degraded, 503 when unhealthy. Open without a key; when the server has API keys, " +
+			"a request without a valid one sees only the overall status and each check's state, not their messages " +
+			"(queue depth, database errors), which say more about the service than a probe needs.",
 	}, func(ctx context.Context, _ *struct{}) (*struct {
 		Status int
 		Body   Health
 	}, error) {
 		h := s.health(ctx)
+		if !s.keyed(ctx) {
+			for name, c := range h.Checks {
+				h.Checks[name] = CheckResult{State: c.State}
+			}
+		}
 		out := &struct {
 			Status int
 			Body   Health
@@ -94,6 +106,7 @@ func (s *Server) registerService() {
 		if s.d.DB != nil {
 			si.Database = s.d.DB.String()
 		}
+		si.Containment = shell.ContainmentMode()
 		return &struct{ Body SystemInfo }{Body: si}, nil
 	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/servicekit/servicekit/internal/batch"
 	"github.com/servicekit/servicekit/internal/ids"
+	"github.com/servicekit/servicekit/store"
 )
 
 // dispatch claims pending jobs when there may be some and a slot is free:
@@ -109,8 +110,8 @@ func (s *Scheduler) claim(ctx context.Context, n int) ([]*Record, error) {
 	s.claims.Add(1)
 	err := s.do(ctx, func(tx *sql.Tx) error {
 		recs = recs[:0]
-		rows, err := s.db.QueryTx(ctx, tx, s.q.ClaimNext, now.UnixMilli(), s.opt.Node,
-			now.Add(s.opt.Lease).UnixMilli(), now.UnixMilli(), n)
+		rows, err := s.db.QueryTx(ctx, tx, s.q.ClaimNext, now.UnixMilli(), n, now.UnixMilli(), s.opt.Node,
+			now.Add(s.opt.Lease).UnixMilli())
 		if err != nil {
 			return err
 		}
@@ -151,9 +152,8 @@ func (s *Scheduler) start(r *Record) {
 	s.active[r.ID] = a
 	s.mu.Unlock()
 	s.runs.Add(1)
-	go func() {
-		defer s.runs.Done()
-		defer func() {
+	a.release = func() {
+		a.releaseOnce.Do(func() {
 			s.mu.Lock()
 			delete(s.active, r.ID)
 			s.mu.Unlock()
@@ -163,7 +163,11 @@ func (s *Scheduler) start(r *Record) {
 			case s.freed <- struct{}{}:
 			default:
 			}
-		}()
+		})
+	}
+	go func() {
+		defer s.runs.Done()
+		defer a.release()
 		s.runAttempt(ctx, r, a)
 	}()
 }
@@ -178,10 +182,43 @@ func (s *Scheduler) runAttempt(ctx context.Context, r *Record, a *active) {
 	c := newCapture(s, r)
 	run := &Run{Job: r, Stdout: c.Stdout, Stderr: c.Stderr, Logger: s.log.With("job_id", r.ID), out: c,
 		KillGrace: min(5*time.Second, s.opt.Lease/4)}
-	out := s.execute(runCtx, run)
+	out := s.executeBounded(runCtx, run)
 	a.ending.Store(true)
 	c.close(context.Background())
-	s.finish(r, out, context.Cause(runCtx), c)
+	s.finish(r, out, context.Cause(runCtx), c, a.release)
+}
+
+// executeBounded runs the attempt and returns its outcome, or, when the
+// attempt was canceled (cancel, timeout, shutdown, fencing) and has not
+// returned a grace period later — a function that ignores its context, a
+// blocked read — gives up on it: the job ends saying so and its slot is
+// given back. The goroutine is abandoned (counted in Stats and /health
+// until it returns) and whatever it returns late is ignored.
+func (s *Scheduler) executeBounded(ctx context.Context, run *Run) Outcome {
+	done := make(chan Outcome, 1)
+	go func() { done <- s.execute(ctx, run) }()
+	select {
+	case out := <-done:
+		return out
+	case <-ctx.Done():
+	}
+	grace := run.KillGrace + 2*time.Second // a shell's processes get KillGrace to die
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case out := <-done:
+		return out
+	case <-t.C:
+	}
+	s.abandoned.Add(1)
+	go func() {
+		<-done
+		s.abandoned.Add(-1)
+		s.log.Info("an abandoned job attempt returned at last; its outcome is ignored", "job_id", run.Job.ID, "attempt", run.Job.Attempt)
+	}()
+	s.log.Warn("job attempt did not return after it was stopped; abandoning its goroutine", "job_id", run.Job.ID,
+		"attempt", run.Job.Attempt, "grace", grace)
+	return Outcome{Err: fmt.Errorf("the function did not return within %s of being stopped; it was abandoned", grace), abandoned: true}
 }
 
 // execute calls the executor, turning a panic into a failed outcome so a
@@ -197,7 +234,10 @@ func (s *Scheduler) execute(ctx context.Context, run *Run) (out Outcome) {
 
 // finish records how an attempt ended: terminal (with its artifact) or, for
 // a failure with attempts left, back to pending after a backoff.
-func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
+//
+// The run's slot is given back once the end is stored and before anyone is
+// told: a client that sees the job end and submits again finds the slot free.
+func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture, release func()) {
 	status, errText := Completed, ""
 	switch {
 	case errors.Is(cause, errCanceled), errors.Is(cause, errDeleted):
@@ -208,7 +248,14 @@ func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
 		status, errText = Failed, fmt.Sprintf("timed out after %s", time.Duration(r.TimeoutMS)*time.Millisecond)
 	case out.Err != nil:
 		status, errText = Failed, out.Err.Error()
+	case len(out.Result) > s.opt.MaxResultBytes:
+		status, errText = Failed, fmt.Sprintf("the result is %d bytes, over the limit of %d bytes (MaxResultBytes); it was not stored", len(out.Result), s.opt.MaxResultBytes)
+		out.Result, out.permanent = nil, true
 	}
+	if out.abandoned && cause != nil {
+		errText += "; " + out.Err.Error()
+	}
+	permanent := out.permanent || IsPermanent(out.Err)
 	out.Err = nil
 	switch {
 	case errors.Is(cause, errDeleted):
@@ -216,7 +263,7 @@ func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
 	case errText != "":
 		out.Err = errors.New(errText)
 	}
-	retry := status == Failed && r.Attempt < r.MaxAttempts
+	retry := status == Failed && r.Attempt < r.MaxAttempts && !permanent
 	var wait time.Duration
 	if retry && !errors.Is(cause, errShutdown) {
 		wait = s.backoff(r.Attempt)
@@ -237,6 +284,7 @@ func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture) {
 		s.log.Warn("store job result", "job_id", r.ID, "error", err)
 		time.Sleep(time.Second)
 	}
+	release()
 	if end == nil {
 		return // the attempt was no longer ours: whoever took it reports its end
 	}
@@ -298,6 +346,9 @@ func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, ou
 	if out.Traceback != "" {
 		tb = &out.Traceback
 	}
+	if !retry && s.db.Dialect == store.Postgres && !errors.Is(out.Err, errDeleted) {
+		return s.finishOneStatement(ctx, r, status, out, errText, tb, c, now)
+	}
 	var end *Record
 	err := s.do(ctx, func(tx *sql.Tx) error {
 		end = nil
@@ -348,6 +399,37 @@ func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, ou
 	return end, err
 }
 
+// finishOneStatement ends an attempt on PostgreSQL with FinishPG: the
+// job's end, its artifact and its status event in one statement. The event
+// carries the record as it will be, predicted from the run's (the fields
+// the statement sets, and the progress the run last stored).
+func (s *Scheduler) finishOneStatement(ctx context.Context, r *Record, status Status, out Outcome, errText, tb *string, c *capture, now time.Time) (*Record, error) {
+	artID := ids.New()
+	next := *r
+	fin := now.Truncate(time.Millisecond)
+	next.Status, next.FinishedAt, next.ExitCode, next.Result = status, &fin, out.ExitCode, out.Result
+	next.Error, next.ErrorTraceback, next.ArtifactID = errText, tb, &artID
+	if c != nil && c.lastProgress != nil {
+		next.Progress = c.lastProgress
+	}
+	event, err := json.Marshal(&next)
+	if err != nil {
+		return nil, err
+	}
+	art, err := artifactData(&next, out, c)
+	if err != nil {
+		return nil, err
+	}
+	ms := fin.UnixMilli()
+	rec, err := scanRecord(s.db.QueryRowW(ctx, s.q.FinishPG, string(status), ms, out.ExitCode, jsonText(out.Result),
+		errText, tb, artID, r.ID, r.Attempt, artID, string(art), ms, ms, len(event), string(event)))
+	if errors.Is(err, sql.ErrNoRows) {
+		s.log.Warn("job attempt ended after it was taken from this node", "job_id", r.ID, "attempt", r.Attempt)
+		return nil, nil
+	}
+	return rec, err
+}
+
 func (s *Scheduler) deleteTx(ctx context.Context, tx *sql.Tx, id string) error {
 	if _, err := s.db.ExecTx(ctx, tx, s.q.Delete, id); err != nil {
 		return err
@@ -358,6 +440,16 @@ func (s *Scheduler) deleteTx(ctx context.Context, tx *sql.Tx, id string) error {
 
 // writeArtifact stores the result artifact of a terminal job (SPEC §2).
 func (s *Scheduler) writeArtifact(ctx context.Context, tx *sql.Tx, r *Record, id string, out Outcome, c *capture, now time.Time) error {
+	data, err := artifactData(r, out, c)
+	if err != nil {
+		return err
+	}
+	_, err = s.artifacts.InsertTx(ctx, tx, id, data, nil, now)
+	return err
+}
+
+// artifactData is the JSON of a terminal job's artifact.
+func artifactData(r *Record, out Outcome, c *capture) ([]byte, error) {
 	a := map[string]any{
 		"task":   r.Task,
 		"job_id": r.ID,
@@ -390,10 +482,5 @@ func (s *Scheduler) writeArtifact(ctx context.Context, tx *sql.Tx, r *Record, id
 			a["stdout_truncated"], a["stderr_truncated"] = c.stdoutTail.Truncated(), c.stderrTail.Truncated()
 		}
 	}
-	data, err := json.Marshal(a)
-	if err != nil {
-		return err
-	}
-	_, err = s.artifacts.InsertTx(ctx, tx, id, data, nil, now)
-	return err
+	return json.Marshal(a)
 }

@@ -24,6 +24,10 @@ func (s *Scheduler) Health(ctx context.Context) (state, message string) {
 	if s.closing.Load() {
 		return Degraded, "shutting down: not taking new jobs"
 	}
+	if err, since := s.db.WriteFailure(); err != nil {
+		return Degraded, fmt.Sprintf("writes to the database fail since %s ago (jobs cannot be stored; the API answers 503): %v",
+			time.Since(since).Round(time.Second), err)
+	}
 	if !s.notify.Listening() {
 		return Degraded, "not hearing other nodes' signals (the LISTEN connection is reconnecting); re-checking every few seconds meanwhile"
 	}
@@ -42,6 +46,9 @@ func (s *Scheduler) Health(ctx context.Context) (state, message string) {
 		if idle := time.Since(time.UnixMilli(s.lastTick.Load())); ready > 0 && idle > stuckAfter {
 			return Degraded, fmt.Sprintf("%d jobs ready and slots free, but the dispatcher last ran %s ago", ready, idle.Round(time.Second))
 		}
+	}
+	if n := s.abandoned.Load(); n > 0 {
+		return Degraded, fmt.Sprintf("%d pending, %d running here, %d abandoned goroutines (job attempts that ignored being stopped)", pending, s.RunningCount(), n)
 	}
 	return Healthy, fmt.Sprintf("%d pending, %d running here", pending, s.RunningCount())
 }

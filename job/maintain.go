@@ -38,18 +38,9 @@ func (s *Scheduler) maintain(ctx context.Context) {
 			if err := s.renewLeases(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("renew job leases", "error", err)
 			}
-			// A rescue can wait on row locks a cut-off node left behind; it
-			// must never hold up this node's own renewals.
-			if s.rescuing.CompareAndSwap(false, true) {
-				s.loops.Add(1)
-				go func() {
-					defer s.loops.Done()
-					defer s.rescuing.Store(false)
-					if err := s.rescue(ctx, false); err != nil && ctx.Err() == nil {
-						s.log.Warn("rescue jobs", "error", err)
-					}
-				}()
-			}
+			s.rescueAsync(ctx)
+		case <-s.rescueNow:
+			s.rescueAsync(ctx)
 		case <-retention.C:
 			s.cleanup(ctx)
 		}
@@ -65,7 +56,10 @@ func (s *Scheduler) renewLeases(ctx context.Context) error {
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, s.opt.Lease/4)
 	defer cancel()
-	type held struct{ attempt, level int }
+	type held struct {
+		attempt, level int
+		started        int64
+	}
 	heldRuns := map[string]held{}
 	// Its own transaction, not the write batcher's: a renewal must not wait
 	// behind other writes, and its timeout must hold.
@@ -82,9 +76,11 @@ func (s *Scheduler) renewLeases(ctx context.Context) error {
 		for rows.Next() {
 			var id string
 			var h held
-			if err := rows.Scan(&id, &h.attempt, &h.level); err != nil {
+			var started sql.NullInt64
+			if err := rows.Scan(&id, &h.attempt, &h.level, &started); err != nil {
 				return err
 			}
+			h.started = started.Int64
 			heldRuns[id] = h
 		}
 		return rows.Err()
@@ -112,12 +108,59 @@ func (s *Scheduler) renewLeases(ctx context.Context) error {
 			a.cancel(cancelCause(h.level))
 		}
 	}
+	var orphans []string
+	for id, h := range heldRuns {
+		// A row started well before this renewal with no run here: its run
+		// ended but the end could not be stored. (A run that just started
+		// may not be registered yet; it is younger than that.)
+		if _, ok := s.active[id]; !ok && h.started < began.Add(-s.opt.Lease/3).UnixMilli() {
+			orphans = append(orphans, id)
+		}
+	}
 	s.mu.Unlock()
 	for i, a := range lost {
 		s.log.Warn("job run lost to another node (lease expired and rescued); stopping it here", "job_id", lostIDs[i], "attempt", a.attempt)
 		a.cancel(errLost)
 	}
+	for _, id := range orphans {
+		if _, err := s.db.Exec(ctx, s.q.ReleaseLease, id, s.opt.Node, heldRuns[id].attempt); err == nil {
+			s.log.Warn("job's end could not be stored; giving up its lease so a rescue ends it", "job_id", id)
+			s.kickRescue()
+		}
+	}
 	return nil
+}
+
+// rescueAsync starts a rescue pass unless one is under way. A rescue can
+// wait on row locks a cut-off node left behind; it must never hold up this
+// node's own renewals.
+func (s *Scheduler) rescueAsync(ctx context.Context) {
+	if !s.rescuing.CompareAndSwap(false, true) {
+		return
+	}
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		defer s.rescuing.Store(false)
+		if err := s.rescue(ctx, false); err != nil && ctx.Err() == nil {
+			s.log.Warn("rescue jobs", "error", err)
+		}
+	}()
+}
+
+func (s *Scheduler) isActive(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.active[id]
+	return ok
+}
+
+// kickRescue asks for a rescue pass now rather than at the next tick.
+func (s *Scheduler) kickRescue() {
+	select {
+	case s.rescueNow <- struct{}{}:
+	default:
+	}
 }
 
 func (s *Scheduler) upsertNode(ctx context.Context, tx *sql.Tx, now time.Time) error {
@@ -211,7 +254,9 @@ func (s *Scheduler) rescue(ctx context.Context, startup bool) error {
 			return err
 		}
 		v.node = node.String
-		if v.node != s.opt.Node || startup {
+		// This node's own rows are victims only without a live run here
+		// (at start-up, or when the end of a run could not be stored).
+		if v.node != s.opt.Node || startup || !s.isActive(v.id) {
 			victims = append(victims, v)
 		}
 	}
@@ -286,6 +331,7 @@ func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (boo
 	deadNode := ""
 	if v.dead {
 		deadNode = v.node
+		s.sweep(v) // its process is gone for certain: nothing live is touched
 	}
 	nowMS := now.UnixMilli()
 	msg := fmt.Sprintf("node %s stopped while running the job (lease lost)", v.node)
@@ -338,12 +384,42 @@ func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (boo
 		return false, err
 	}
 	s.log.Warn("rescued job of a dead node", "job_id", rec.ID, "node", v.node, "attempt", v.attempt, "now", rec.Status)
+	if !v.dead && rec.Status.Terminal() {
+		s.sweep(v)
+	}
 	s.changed(rec.ID)
 	if rec.Status.Terminal() {
 		s.opt.Observer.Finished(rec, rec.Status, 0)
 		s.logEnd(rec, 0)
 	}
 	return true, nil
+}
+
+// StraySweeper is implemented by an Executor that can find and kill what
+// a dead attempt left running on this host (the task package's executor
+// kills the processes marked with the job's id). A rescue calls it before
+// its statement when the attempt's process is known dead (at start-up:
+// this node's earlier life, or a pid that is gone) — so the retry that
+// follows never runs beside its remains — and otherwise only once the job
+// ended for good: an owner that is alive (and renewed in time) keeps its
+// run, and a retry that another node may already run is not touched.
+type StraySweeper interface {
+	KillStrays(jobID string) (killed int, err error)
+}
+
+// sweep kills what a dead attempt of this host left running.
+func (s *Scheduler) sweep(v victim) {
+	sw, ok := s.exec.(StraySweeper)
+	if !ok || !strings.HasPrefix(v.node, s.host+"-") {
+		return
+	}
+	n, err := sw.KillStrays(v.id)
+	switch {
+	case err != nil:
+		s.log.Warn("kill what a dead attempt left running", "job_id", v.id, "node", v.node, "error", err)
+	case n > 0:
+		s.log.Warn("killed processes a dead attempt left running", "job_id", v.id, "node", v.node, "processes", n)
+	}
 }
 
 // Node is one server process sharing the database, from the node registry.

@@ -69,5 +69,8 @@ func (m *Metrics) Watch(s *Scheduler, log *slog.Logger) {
 			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "servicekit_jobs_running", Help: "Jobs running on this node."},
 			func() float64 { return float64(s.RunningCount()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "servicekit_job_goroutines_abandoned",
+			Help: "Job attempts that did not return after they were stopped (their slot was given back); their goroutines still run."},
+			func() float64 { return float64(s.abandoned.Load()) }),
 	)
 }

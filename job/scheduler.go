@@ -29,12 +29,12 @@ var queries = sqlq.MustLoad(queryFS, "queries.sql")
 
 // jobQueries are the statements of queries.sql, one field per "-- name:".
 type jobQueries struct {
-	Insert, InsertRunning, ClaimNext, NextRunAfter, Finish, Requeue, EndCanceled                  string
-	CancelPending, RequestCancel, SetProgress, ReserveSeq, RenewLeases, CancelRequestedHere       string
-	Expired, RunningNodes, RunningOn, RescueRequeue, RescueEnd                                    string
-	UpsertNode, DeleteNode, LiveNodes, PurgeNodes                                                 string
-	InsertEvent, InsertTwoEvents, EventsAfter, LogEvents, TrimLog, Get, List, Count, CountPending string
-	Delete, DeleteUnlessRunning, DeleteEvents, ExpiredIDs, TaskHasJob, CountReady                 string
+	Insert, InsertRunning, InsertRunningPG, ClaimNext, NextRunAfter, Finish, FinishPG, Requeue, EndCanceled string
+	CancelPending, RequestCancel, SetProgress, ReserveSeq, RenewLeases, ReleaseLease, CancelRequestedHere   string
+	Expired, RunningNodes, RunningOn, RescueRequeue, RescueEnd                                              string
+	UpsertNode, DeleteNode, LiveNodes, PurgeNodes                                                           string
+	InsertEvent, InsertTwoEvents, EventsAfter, LogEvents, TrimLog, Get, List, Count, CountPending           string
+	Delete, DeleteUnlessRunning, DeleteEvents, ExpiredIDs, TaskHasJob, CountReady                           string
 }
 
 // Errors the scheduler returns; the HTTP layer maps them to problem details.
@@ -111,9 +111,32 @@ func (r *Run) Progress(current, total int, message string) {
 type Outcome struct {
 	Result    json.RawMessage // function return value (JSON), nil for none
 	ExitCode  *int            // shell exit status
-	Err       error           // nil on success
+	Err       error           // nil on success; Permanent(err) for a failure no retry can mend
 	Traceback string          // stack of a panic
+
+	abandoned bool // the attempt did not return after it was stopped
+	permanent bool
 }
+
+// Permanent marks an attempt's error as one that another attempt cannot
+// mend (a command the shell policy refuses, say): the job fails at once,
+// whatever retries it has left.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
 
 // Options configure a Scheduler. The zero value works.
 type Options struct {
@@ -142,6 +165,9 @@ type Options struct {
 	Observer Observer
 	// Version is recorded in this node's row of the node registry.
 	Version string
+	// MaxResultBytes bounds a function's result (its JSON); over it the job
+	// fails saying so and nothing of it is stored. Default 1 MiB.
+	MaxResultBytes int
 }
 
 // Observer hears of job life events; metrics implement it. Calls are made
@@ -169,6 +195,9 @@ func (o *Options) defaults() {
 	}
 	if o.OutputLimit <= 0 {
 		o.OutputLimit = 1 << 20
+	}
+	if o.MaxResultBytes <= 0 {
+		o.MaxResultBytes = 1 << 20
 	}
 	if o.Lease <= 0 {
 		o.Lease = 30 * time.Second
@@ -233,12 +262,15 @@ type Scheduler struct {
 	renewedAt atomic.Int64 // unix ms when the last successful lease renewal began
 	fenced    atomic.Bool  // runs were stopped for want of a renewal
 	rescuing  atomic.Bool  // a rescue pass is under way
+	rescueNow chan struct{}
+	abandoned atomic.Int64 // attempts given up on whose goroutine has not returned
 	host      string
 
-	pendMu    sync.Mutex // guards the pending-count estimate of queueFull
-	pendCount int
-	pendSince int
-	pendAt    time.Time
+	pendMu       sync.Mutex // guards the pending-queue bound (reservePending)
+	pendInFlight int        // places reserved whose insert has not ended
+	pendCount    int
+	pendSince    int
+	pendAt       time.Time
 }
 
 // Stats are counters for tests and health checks.
@@ -249,11 +281,15 @@ type Stats struct {
 	Running int
 	// LastDispatch is when the dispatcher last looked for work.
 	LastDispatch time.Time
+	// Abandoned counts attempts that did not return after they were
+	// stopped and whose goroutines still run (see Options.Lease, KillGrace).
+	Abandoned int64
 }
 
 // Stats returns the scheduler's counters.
 func (s *Scheduler) Stats() Stats {
-	return Stats{Claims: s.claims.Load(), Running: s.RunningCount(), LastDispatch: time.UnixMilli(s.lastTick.Load())}
+	return Stats{Claims: s.claims.Load(), Running: s.RunningCount(), LastDispatch: time.UnixMilli(s.lastTick.Load()),
+		Abandoned: s.abandoned.Load()}
 }
 
 type active struct {
@@ -261,6 +297,9 @@ type active struct {
 	since   time.Time
 	cancel  context.CancelCauseFunc
 	ending  atomic.Bool // the run returned; its end is being stored
+
+	release     func() // frees the run's slot and entry; idempotent
+	releaseOnce sync.Once
 }
 
 // New makes a scheduler; call Start to run jobs. exec may be set later with
@@ -272,7 +311,7 @@ func New(db *store.DB, artifacts *artifact.Manager, exec Executor, opt Options) 
 		db: db, artifacts: artifacts, exec: exec, opt: opt,
 		log: opt.Logger, hub: newHub(), notify: db.Notifier(), host: host,
 		wake: make(chan struct{}, 1), slots: make(chan struct{}, opt.MaxConcurrency),
-		freed: make(chan struct{}, 1), active: map[string]*active{},
+		freed: make(chan struct{}, 1), active: map[string]*active{}, rescueNow: make(chan struct{}, 1),
 	}
 	s.wakes.changed = make(chan struct{}, 1)
 	db.MustBind(withCols(queries), &s.q)
@@ -350,9 +389,10 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 	if s.closing.Load() {
 		return nil, ErrShuttingDown
 	}
-	if s.queueFull(ctx) {
+	if !s.reservePending(ctx) {
 		return nil, ErrQueueFull
 	}
+	defer s.releasePending()
 	if n.MaxAttempts < 1 {
 		n.MaxAttempts = 1
 	}
@@ -431,6 +471,14 @@ func (s *Scheduler) insertRunning(ctx context.Context, pending *Record, pendingD
 		return nil, err
 	}
 	ms := now.UnixMilli()
+	if s.db.Dialect == store.Postgres {
+		// One statement is atomic by itself, and concurrent commits share
+		// WAL flushes in the server: no batch transaction needed.
+		_, err = s.db.Exec(ctx, s.q.InsertRunningPG, run.ID, run.TaskID, run.Type, run.Command, string(run.Task),
+			jsonText(run.Params), jsonText(run.Env), run.MaxAttempts, timeout, ms, ms, ms, s.opt.Node,
+			now.Add(s.opt.Lease).UnixMilli(), len(pendingData), string(pendingData), len(runData), string(runData))
+		return &run, err
+	}
 	err = s.do(ctx, func(tx *sql.Tx) error {
 		if _, err := s.db.ExecTx(ctx, tx, s.q.InsertRunning, run.ID, run.TaskID, run.Type, run.Command, string(run.Task),
 			jsonText(run.Params), jsonText(run.Env), run.MaxAttempts, timeout, ms, ms, ms, s.opt.Node,
@@ -444,27 +492,46 @@ func (s *Scheduler) insertRunning(ctx context.Context, pending *Record, pendingD
 	return &run, err
 }
 
-// queueFull reports whether MaxPending jobs are pending. It counts in the
-// database only when a cheap upper bound (the last count plus submits
-// since, refreshed every 100 ms) reaches the limit, so a queue far from
-// full costs no query per submit and a 429 always rests on a real count.
-func (s *Scheduler) queueFull(ctx context.Context) bool {
+// reservePending takes one place in the pending queue, or reports false
+// when MaxPending jobs are pending or on their way there. The bound holds
+// exactly however many submits race: a place is reserved under a lock
+// before the insert and held until it committed or failed (release), and a
+// recount from the database adds the places still in flight. The database
+// is counted only when a cheap upper bound (the last count plus places
+// reserved since, refreshed every 100 ms) reaches the limit, so a queue far
+// from full costs no query per submit and a 429 always rests on a real count.
+func (s *Scheduler) reservePending(ctx context.Context) bool {
 	if s.opt.MaxPending <= 0 {
-		return false
+		return true
 	}
 	s.pendMu.Lock()
 	defer s.pendMu.Unlock()
 	fresh := time.Since(s.pendAt) < 100*time.Millisecond
-	if fresh && s.pendCount+s.pendSince < s.opt.MaxPending {
-		s.pendSince++
-		return false
+	if !fresh || s.pendCount+s.pendSince >= s.opt.MaxPending {
+		n, err := s.PendingCount(ctx)
+		if err != nil {
+			n = s.pendCount // the insert will report a database problem itself
+		}
+		// Inserts in flight are not in the count yet (some that committed
+		// during it are counted twice: the bound errs on the safe side).
+		s.pendCount, s.pendSince, s.pendAt = n, s.pendInFlight, time.Now()
+		if n+s.pendInFlight >= s.opt.MaxPending {
+			return false
+		}
 	}
-	n, err := s.PendingCount(ctx)
-	if err != nil {
-		return false // the insert will report a database problem itself
+	s.pendSince++
+	s.pendInFlight++
+	return true
+}
+
+// releasePending ends a reservation once its insert committed or failed.
+func (s *Scheduler) releasePending() {
+	if s.opt.MaxPending <= 0 {
+		return
 	}
-	s.pendCount, s.pendSince, s.pendAt = n, 1, time.Now()
-	return n >= s.opt.MaxPending
+	s.pendMu.Lock()
+	s.pendInFlight--
+	s.pendMu.Unlock()
 }
 
 // Get returns one job or ErrNotFound.
@@ -588,7 +655,10 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) (*Record, error) {
 func (s *Scheduler) requestStop(ctx context.Context, id string, level int) error {
 	var node sql.NullString
 	var attempt int
-	if err := s.db.QueryRowW(ctx, s.q.RequestCancel, level, id).Scan(&node, &attempt); err != nil {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		return s.db.QueryRowTx(ctx, tx, s.q.RequestCancel, level, id).Scan(&node, &attempt)
+	})
+	if err != nil {
 		return err
 	}
 	if node.String == s.opt.Node {

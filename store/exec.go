@@ -79,16 +79,29 @@ func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row 
 	return db.R.QueryRowContext(ctx, query, args...)
 }
 
-// Exec runs a prepared write statement outside a transaction.
+// Exec runs a prepared write statement outside a transaction; like InTx
+// it reports database trouble as ErrUnavailable and, on SQLite, refuses to
+// write into a file that is no longer the one opened.
 func (db *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if st := db.wst.Get(query); st != nil {
-		return st.ExecContext(ctx, args...)
+	if err := db.checkFile(); err != nil {
+		return nil, db.guard(err)
 	}
-	return db.W.ExecContext(ctx, query, args...)
+	var res sql.Result
+	var err error
+	if st := db.wst.Get(query); st != nil {
+		res, err = st.ExecContext(ctx, args...)
+	} else {
+		res, err = db.W.ExecContext(ctx, query, args...)
+	}
+	if err == nil {
+		err = db.checkFile()
+	}
+	return res, db.guard(err)
 }
 
-// QueryRowW runs a prepared statement returning one row on the write pool
-// (an UPDATE … RETURNING outside a transaction).
+// QueryRowW runs a prepared statement returning one row on the write pool,
+// outside a transaction (an UPDATE … RETURNING that is atomic by itself).
+// It is for PostgreSQL: it does not check a SQLite file the way InTx does.
 func (db *DB) QueryRowW(ctx context.Context, query string, args ...any) *sql.Row {
 	if st := db.wst.Get(query); st != nil {
 		return st.QueryRowContext(ctx, args...)

@@ -65,6 +65,10 @@ type DB struct {
 
 	notifyOnce sync.Once
 	notifier   *Notifier
+
+	fileID   fileID    // the SQLite file as opened
+	fileLost sync.Once // logs its loss once
+	writes   writeHealth
 }
 
 //go:embed migrations
@@ -110,6 +114,14 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	if err := db.Ping(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
+	}
+	if db.path != "" {
+		// The file the first connection opened (or created): writes stop
+		// if it is ever not this one.
+		if db.fileID, err = statID(db.path); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("database file: %w", err)
+		}
 	}
 	return db, nil
 }
@@ -218,6 +230,9 @@ func (db *DB) Check(ctx context.Context) error {
 	if db.path == "" {
 		return nil
 	}
+	if err := db.checkFile(); err != nil {
+		return err
+	}
 	f, err := os.Open(db.path)
 	if err != nil {
 		return fmt.Errorf("database file: %w", err)
@@ -322,14 +337,23 @@ func (db *DB) MigrationStatus(ctx context.Context) ([]*goose.MigrationStatus, er
 }
 
 // InTx runs fn in a write transaction and commits it if fn returns nil.
+// Trouble with the database itself comes back as ErrUnavailable; on SQLite
+// the file is checked to be the one opened before and after, so a commit
+// reported done is in the file a restart opens.
 func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if err := db.checkFile(); err != nil {
+		return db.guard(err)
+	}
 	tx, err := db.W.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return db.guard(err)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		return err
+		return db.guard(err)
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return db.guard(err)
+	}
+	return db.guard(db.checkFile())
 }
