@@ -1,0 +1,2 @@
+// Package faulttest is servicekit's fault suite.
+package faulttest
