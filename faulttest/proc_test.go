@@ -19,8 +19,8 @@ import (
 // proc is a live (not zombie) process of a job.
 type proc struct {
 	pid, ppid, pgid, sid int
-	state          byte   // R, S, T (stopped), …
-	comm           string // its command name
+	state                byte   // R, S, T (stopped), …
+	comm                 string // its command name
 }
 
 func (p proc) String() string {

@@ -117,7 +117,8 @@ type config struct {
 
 // server is one running server process.
 type server struct {
-	t      *testing.T
+	t      *testing.T // fails on trouble
+	owner  *testing.T // kills the process at its end: the test that started the first server
 	cfg    config
 	cmd    *exec.Cmd
 	url    string
@@ -131,6 +132,12 @@ func sqliteIn(dir string) string { return "sqlite:///" + filepath.Join(dir, "fau
 // launch starts a server without waiting for it.
 func launch(t *testing.T, cfg config) *server {
 	t.Helper()
+	return launchOwned(t, t, cfg)
+}
+
+// launchOwned is launch for a server that outlives test t: owner ends it.
+func launchOwned(t, owner *testing.T, cfg config) *server {
+	t.Helper()
 	if cfg.bin == nil {
 		cfg.bin = serverBuild
 	}
@@ -143,7 +150,7 @@ func launch(t *testing.T, cfg config) *server {
 		// the same process (pid) as the shell, with both limits at N.
 		cmd = exec.Command("/bin/sh", append([]string{"-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, cfg.nofile), bin}, args...)...)
 	}
-	cmd.Dir = t.TempDir() // a stray default ./servicekit.db lands here, not in the repo
+	cmd.Dir = owner.TempDir() // a stray default ./servicekit.db lands here, not in the repo
 	cmd.Env = append(os.Environ(), cfg.env...)
 	if cfg.key != "" {
 		cmd.Env = append(cmd.Env, "SERVICEKIT_API_KEYS="+cfg.key)
@@ -153,11 +160,11 @@ func launch(t *testing.T, cfg config) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, cfg: cfg, cmd: cmd, url: "http://" + addr, logs: logs, exited: make(chan struct{})}
+	s := &server{t: t, owner: owner, cfg: cfg, cmd: cmd, url: "http://" + addr, logs: logs, exited: make(chan struct{})}
 	go func() { cmd.Wait(); close(s.exited) }()
-	t.Cleanup(func() {
+	owner.Cleanup(func() {
 		s.kill()
-		checkRaces(t, s)
+		checkRaces(owner, s)
 	})
 	return s
 }
@@ -175,7 +182,9 @@ func start(t *testing.T, cfg config) *server {
 func (s *server) restart() *server {
 	s.t.Helper()
 	s.kill()
-	return start(s.t, s.cfg)
+	n := launchOwned(s.t, s.owner, s.cfg)
+	n.waitUp(30 * time.Second)
+	return n
 }
 
 // in is s for use in subtest t: its helpers fail t, not the test that
