@@ -31,6 +31,7 @@ type capture struct {
 	pendingBytes int
 	progress     *Progress
 	timer        *time.Timer
+	lastProgress *Progress // the last progress stored (the job row's), guarded by flushMu
 
 	flushMu sync.Mutex // one flush at a time keeps event ids in order
 	stored  []chunk    // log chunks in the database, oldest first
@@ -176,6 +177,9 @@ func (c *capture) flush(ctx context.Context) {
 	}
 	if seq > 0 {
 		c.commitChunk(seq, len(data), trimTo)
+	}
+	if progressed {
+		c.lastProgress = progress
 	}
 	if seq > 0 || progressed {
 		c.s.changed(c.jobID)

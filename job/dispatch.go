@@ -12,6 +12,7 @@ import (
 
 	"github.com/servicekit/servicekit/internal/batch"
 	"github.com/servicekit/servicekit/internal/ids"
+	"github.com/servicekit/servicekit/store"
 )
 
 // dispatch claims pending jobs when there may be some and a slot is free:
@@ -109,8 +110,8 @@ func (s *Scheduler) claim(ctx context.Context, n int) ([]*Record, error) {
 	s.claims.Add(1)
 	err := s.do(ctx, func(tx *sql.Tx) error {
 		recs = recs[:0]
-		rows, err := s.db.QueryTx(ctx, tx, s.q.ClaimNext, now.UnixMilli(), s.opt.Node,
-			now.Add(s.opt.Lease).UnixMilli(), now.UnixMilli(), n)
+		rows, err := s.db.QueryTx(ctx, tx, s.q.ClaimNext, now.UnixMilli(), n, now.UnixMilli(), s.opt.Node,
+			now.Add(s.opt.Lease).UnixMilli())
 		if err != nil {
 			return err
 		}
@@ -345,6 +346,9 @@ func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, ou
 	if out.Traceback != "" {
 		tb = &out.Traceback
 	}
+	if !retry && s.db.Dialect == store.Postgres && !errors.Is(out.Err, errDeleted) {
+		return s.finishOneStatement(ctx, r, status, out, errText, tb, c, now)
+	}
 	var end *Record
 	err := s.do(ctx, func(tx *sql.Tx) error {
 		end = nil
@@ -395,6 +399,37 @@ func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, ou
 	return end, err
 }
 
+// finishOneStatement ends an attempt on PostgreSQL with FinishPG: the
+// job's end, its artifact and its status event in one statement. The event
+// carries the record as it will be, predicted from the run's (the fields
+// the statement sets, and the progress the run last stored).
+func (s *Scheduler) finishOneStatement(ctx context.Context, r *Record, status Status, out Outcome, errText, tb *string, c *capture, now time.Time) (*Record, error) {
+	artID := ids.New()
+	next := *r
+	fin := now.Truncate(time.Millisecond)
+	next.Status, next.FinishedAt, next.ExitCode, next.Result = status, &fin, out.ExitCode, out.Result
+	next.Error, next.ErrorTraceback, next.ArtifactID = errText, tb, &artID
+	if c != nil && c.lastProgress != nil {
+		next.Progress = c.lastProgress
+	}
+	event, err := json.Marshal(&next)
+	if err != nil {
+		return nil, err
+	}
+	art, err := artifactData(&next, out, c)
+	if err != nil {
+		return nil, err
+	}
+	ms := fin.UnixMilli()
+	rec, err := scanRecord(s.db.QueryRowW(ctx, s.q.FinishPG, string(status), ms, out.ExitCode, jsonText(out.Result),
+		errText, tb, artID, r.ID, r.Attempt, artID, string(art), ms, ms, len(event), string(event)))
+	if errors.Is(err, sql.ErrNoRows) {
+		s.log.Warn("job attempt ended after it was taken from this node", "job_id", r.ID, "attempt", r.Attempt)
+		return nil, nil
+	}
+	return rec, err
+}
+
 func (s *Scheduler) deleteTx(ctx context.Context, tx *sql.Tx, id string) error {
 	if _, err := s.db.ExecTx(ctx, tx, s.q.Delete, id); err != nil {
 		return err
@@ -405,6 +440,16 @@ func (s *Scheduler) deleteTx(ctx context.Context, tx *sql.Tx, id string) error {
 
 // writeArtifact stores the result artifact of a terminal job (SPEC §2).
 func (s *Scheduler) writeArtifact(ctx context.Context, tx *sql.Tx, r *Record, id string, out Outcome, c *capture, now time.Time) error {
+	data, err := artifactData(r, out, c)
+	if err != nil {
+		return err
+	}
+	_, err = s.artifacts.InsertTx(ctx, tx, id, data, nil, now)
+	return err
+}
+
+// artifactData is the JSON of a terminal job's artifact.
+func artifactData(r *Record, out Outcome, c *capture) ([]byte, error) {
 	a := map[string]any{
 		"task":   r.Task,
 		"job_id": r.ID,
@@ -437,10 +482,5 @@ func (s *Scheduler) writeArtifact(ctx context.Context, tx *sql.Tx, r *Record, id
 			a["stdout_truncated"], a["stderr_truncated"] = c.stdoutTail.Truncated(), c.stderrTail.Truncated()
 		}
 	}
-	data, err := json.Marshal(a)
-	if err != nil {
-		return err
-	}
-	_, err = s.artifacts.InsertTx(ctx, tx, id, data, nil, now)
-	return err
+	return json.Marshal(a)
 }

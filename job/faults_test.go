@@ -129,12 +129,23 @@ func TestMaxPendingHoldsUnderConcurrentSubmits(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		n, _ := s.PendingCount(context.Background())
+		n, err := s.PendingCount(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Logf("accepted %d, refused %d, pending %d", accepted.Load(), refused.Load(), n)
 		if n > 50 {
 			t.Fatalf("%d pending, over the bound of 50", n)
 		}
 		if n < 40 {
+			rows, _ := db.R.Query("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+			for rows.Next() {
+				var st string
+				var c int
+				rows.Scan(&st, &c)
+				t.Logf("%s: %d", st, c)
+			}
+			rows.Close()
 			t.Fatalf("only %d pending: the bound refuses far too early", n)
 		}
 	})

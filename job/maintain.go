@@ -383,12 +383,38 @@ func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (boo
 		return false, err
 	}
 	s.log.Warn("rescued job of a dead node", "job_id", rec.ID, "node", v.node, "attempt", v.attempt, "now", rec.Status)
+	s.sweep(v)
 	s.changed(rec.ID)
 	if rec.Status.Terminal() {
 		s.opt.Observer.Finished(rec, rec.Status, 0)
 		s.logEnd(rec, 0)
 	}
 	return true, nil
+}
+
+// StraySweeper is implemented by an Executor that can find and kill what
+// a dead attempt left running on this host (the task package's executor
+// kills the processes marked with the job's id and an attempt up to the one
+// given). A rescue calls it once its statement took the attempt away — not
+// before, since a live owner that renewed in time keeps its run — and later
+// attempts are spared, so a retry started meanwhile is left alone.
+type StraySweeper interface {
+	KillStrays(jobID string, upToAttempt int) (killed int, err error)
+}
+
+// sweep kills what a dead attempt of this host left running.
+func (s *Scheduler) sweep(v victim) {
+	sw, ok := s.exec.(StraySweeper)
+	if !ok || !strings.HasPrefix(v.node, s.host+"-") {
+		return
+	}
+	n, err := sw.KillStrays(v.id, v.attempt)
+	switch {
+	case err != nil:
+		s.log.Warn("kill what a dead attempt left running", "job_id", v.id, "node", v.node, "error", err)
+	case n > 0:
+		s.log.Warn("killed processes a dead attempt left running", "job_id", v.id, "node", v.node, "processes", n)
+	}
 }
 
 // Node is one server process sharing the database, from the node registry.

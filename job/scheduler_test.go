@@ -99,6 +99,11 @@ func TestCompletesWithResultArtifactAndEvents(t *testing.T) {
 			!strings.Contains(got, "log:,log:") {
 			t.Fatalf("events %s", got)
 		}
+		// The last status event is the job as stored, field for field.
+		want, _ := json.Marshal(r)
+		if last := evs[len(evs)-1]; string(last.Data) != string(want) {
+			t.Fatalf("last event\n%s\nthe job\n%s", last.Data, want)
+		}
 		after, _ := s.EventsAfter(context.Background(), r.ID, 3)
 		if len(after) != len(evs)-3 || after[0].ID != 4 {
 			t.Fatalf("after 3: %+v", after)

@@ -98,3 +98,13 @@ func (db *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, 
 	}
 	return res, db.guard(err)
 }
+
+// QueryRowW runs a prepared statement returning one row on the write pool,
+// outside a transaction (an UPDATE … RETURNING that is atomic by itself).
+// It is for PostgreSQL: it does not check a SQLite file the way InTx does.
+func (db *DB) QueryRowW(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := db.wst.Get(query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return db.W.QueryRowContext(ctx, query, args...)
+}
