@@ -7,6 +7,7 @@ package faulttest
 import (
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -37,7 +38,7 @@ const endWithin = 20 * time.Second
 const goneWithin = 2 * time.Second
 
 // startJob creates a task for command (with extra task fields), executes
-// it, and waits until the job has n processes (all stopped if stopped).
+// it, and waits until the job has n processes (n stopped ones if stopped).
 func startJob(t *testing.T, s *server, command string, n int, stopped bool, extra map[string]any) (id string, ps []proc) {
 	t.Helper()
 	body := shellBody(command, 0)
@@ -48,15 +49,18 @@ func startJob(t *testing.T, s *server, command string, n int, stopped bool, extr
 	var got []proc
 	if !eventually(readyWithin, func() bool {
 		got = jobProcs(id)
-		if len(got) < n {
-			return false
+		if !stopped {
+			return len(got) >= n
 		}
+		// A supervising process of the server's (if it has one) carries
+		// the job's id too, and is not stopped.
+		stops := 0
 		for _, p := range got {
-			if stopped && p.state != 'T' {
-				return false
+			if p.state == 'T' {
+				stops++
 			}
 		}
-		return true
+		return stops >= n
 	}) {
 		t.Fatalf("job %s (%s) has %v after %s, want %d processes (stopped: %v)\n%s", id, command, got, readyWithin, n, stopped, s.tail())
 	}
@@ -169,12 +173,7 @@ func TestServerKilledWhileShellJobRuns(t *testing.T) {
 	t.Run("failed", func(t *testing.T) {
 		s := start(t, config{db: sqliteIn(t.TempDir())})
 		id, ps := startJob(t, s, command, n, false, nil)
-		group := 0 // the job's process group: its shell's pid, the shell being the server's child
-		for _, p := range ps {
-			if p.ppid == s.pid() {
-				group = p.pid
-			}
-		}
+		group := jobShell(t, id, command).pgid
 		s.kill()
 		var inGroup []proc
 		eventually(goneWithin, func() bool {
@@ -227,6 +226,26 @@ func TestServerKilledWhileShellJobRuns(t *testing.T) {
 		}
 		figures(t, "attempt 1 had %d processes; %d of them alive beside attempt 2; %d alive after its cancel", len(first), len(old), len(left))
 	})
+}
+
+// jobShell is the job's shell: the process running sh -c command.
+func jobShell(t *testing.T, id, command string) proc {
+	t.Helper()
+	var shell proc
+	if !eventually(readyWithin, func() bool {
+		for _, p := range jobProcs(id) {
+			argv, _ := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/cmdline")
+			a := strings.Split(strings.TrimSuffix(string(argv), "\x00"), "\x00")
+			if len(a) == 3 && (a[0] == "sh" || a[0] == "/bin/sh") && a[1] == "-c" && a[2] == command {
+				shell = p
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("job %s: no process runs sh -c %q: %v", id, command, jobProcs(id))
+	}
+	return shell
 }
 
 // attemptProcs are the live processes of the job's attempt a.

@@ -174,18 +174,9 @@ func TestCrashDuringFinish(t *testing.T) {
 				s := srv.in(t)
 				cases++
 				go_ := filepath.Join(t.TempDir(), "go")
-				id := s.execute(s.shellTask(fmt.Sprintf(`while [ ! -e %s ]; do sleep 0.01; done; head -c %d /dev/zero | tr '\0' x`, go_, size), 0), nil)
-				var shell int
-				if !eventually(readyWithin, func() bool {
-					for _, p := range jobProcs(id) {
-						if p.ppid == s.pid() {
-							shell = p.pid
-						}
-					}
-					return shell != 0
-				}) {
-					t.Fatalf("the job's shell did not start\n%s", s.tail())
-				}
+				command := fmt.Sprintf(`while [ ! -e %s ]; do sleep 0.01; done; head -c %d /dev/zero | tr '\0' x`, go_, size)
+				id := s.execute(s.shellTask(command, 0), nil)
+				shell := jobShell(t, id, command).pid
 				touch(t, go_)
 				deadline := time.Now().Add(readyWithin)
 				for !exited(shell) { // as tight as it gets: the window is milliseconds

@@ -26,24 +26,26 @@ const lease = 2 * time.Second
 
 // binaries are built once per run, each on first use.
 type build struct {
-	once sync.Once
-	pkg  string // relative to this package's directory
-	env  string // a variable naming a prebuilt binary to use instead
-	path string
-	err  error
+	once   sync.Once
+	pkg    string // relative to this package's directory
+	env    string // a variable naming a prebuilt binary to use instead
+	noRace bool   // never with -race (for memory figures, which the race detector multiplies)
+	path   string
+	err    error
 }
 
 var (
 	buildDir      string
 	buildDirOnce  sync.Once
 	serverBuild   = &build{pkg: "./testserver", env: "FAULTTEST_BIN"}
+	plainBuild    = &build{pkg: "./testserver", env: "FAULTTEST_PLAIN_BIN", noRace: true}
 	exampleBuild  = &build{pkg: "../examples/task_execution", env: "FAULTTEST_EXAMPLE_BIN"}
 	buildsStarted sync.Mutex // one `go build` at a time: the machine is small
 )
 
 // binary returns the path of b's binary, building it the first time (with
 // -race when this test binary has it, so the server's own data races are
-// caught too, see checkRaces).
+// caught too, see checkRaces; unless b is noRace).
 func (b *build) binary(t *testing.T) string {
 	t.Helper()
 	b.once.Do(func() {
@@ -58,8 +60,11 @@ func (b *build) binary(t *testing.T) string {
 		buildsStarted.Lock()
 		defer buildsStarted.Unlock()
 		b.path = filepath.Join(buildDir, filepath.Base(b.pkg))
+		if b.noRace {
+			b.path += "-norace"
+		}
 		args := []string{"build", "-o", b.path}
-		if raceEnabled {
+		if raceEnabled && !b.noRace {
 			args = append(args, "-race")
 		}
 		out, err := exec.Command("go", append(args, b.pkg)...).CombinedOutput()
