@@ -34,6 +34,7 @@ import (
 
 	"github.com/servicekit/servicekit/artifact"
 	"github.com/servicekit/servicekit/httpapi"
+	"github.com/servicekit/servicekit/internal/connlimit"
 	"github.com/servicekit/servicekit/job"
 	"github.com/servicekit/servicekit/store"
 	"github.com/servicekit/servicekit/task"
@@ -289,22 +290,90 @@ func (s *Service) ListenAndServe(ctx context.Context, addr string, ready func(ne
 // shutdown timeout (while still answering reads and streams), end live
 // requests, stop the HTTP server, close the service. A program that must
 // claim its port before building the service (so a port in use creates no
-// database) listens first and passes the listener here.
+// database) listens first and passes the listener here. It is ServeWith
+// with the default limits.
 func (s *Service) Serve(ctx context.Context, ln net.Listener, ready func(net.Addr)) error {
+	return s.ServeWith(ctx, ln, ready, ServeOptions{})
+}
+
+// ServeOptions bound what one HTTP server holds open, so that no number of
+// clients can take what jobs and the database need. Zero values are the
+// defaults.
+type ServeOptions struct {
+	// MaxConnections caps open client connections. Over it, the oldest
+	// connection that sent no request yet, or sits idle between requests,
+	// is closed to make room; one serving a request never is. 0 means the
+	// process's file descriptor limit minus a reserve for jobs and the
+	// database (see connReserve); negative means no cap.
+	MaxConnections int
+	// MaxStreams caps $stream responses open at once (429 over it); 0
+	// means httpapi.DefaultMaxStreams. It is held to 3/4 of the connection
+	// cap, so that streams alone never take every connection.
+	MaxStreams int
+	// StreamWriteTimeout is how long a write to a $stream client may wait
+	// for it to read before it is dropped; 0 means
+	// httpapi.DefaultStreamWriteTimeout.
+	StreamWriteTimeout time.Duration
+}
+
+// connReserve is how many file descriptors the default connection cap
+// leaves to the rest of the process: each running job's pipes and process
+// handles, the database's files and connections, logs and listeners —
+// with room to spare, since a Go task function may open files too.
+func connReserve(maxConcurrency int) int { return 256 + 16*maxConcurrency }
+
+// ServeWith is Serve with limits.
+func (s *Service) ServeWith(ctx context.Context, ln net.Listener, ready func(net.Addr), o ServeOptions) error {
+	maxConns := o.MaxConnections
+	auto, soft := connlimit.Default(connReserve(s.Jobs.Options().MaxConcurrency))
+	switch {
+	case maxConns == 0:
+		maxConns = auto
+	case maxConns > 0 && soft > 0 && maxConns > auto:
+		s.log.Warn("--max-connections leaves less than the reserve of file descriptors for jobs and the database",
+			"max_connections", maxConns, "fd_limit", soft, "suggested", auto)
+	}
+	var limited *connlimit.Listener
+	if maxConns > 0 {
+		limited = connlimit.New(ln, maxConns, s.log)
+		ln = limited
+	}
+	streams := o.MaxStreams
+	if streams <= 0 {
+		streams = httpapi.DefaultMaxStreams
+	}
+	if maxConns > 0 && streams > maxConns*3/4 {
+		s.log.Warn("--max-streams held to 3/4 of --max-connections, so that requests besides streams find a connection",
+			"max_streams", streams, "max_connections", maxConns, "now", max(1, maxConns*3/4))
+		streams = max(1, maxConns*3/4)
+	}
 	// Requests get a base context that ends at shutdown, so live $stream
-	// connections close instead of holding the shutdown up.
-	base, endRequests := context.WithCancel(context.Background())
+	// connections close instead of holding the shutdown up. It also
+	// carries the stream cap, which makes that cap one per server.
+	base, endRequests := context.WithCancel(httpapi.WithStreamLimits(context.Background(),
+		httpapi.StreamLimits{Max: streams, WriteTimeout: o.StreamWriteTimeout}))
 	defer endRequests()
+	// No ReadTimeout or WriteTimeout: they would cut $stream responses.
+	// Header reads are bounded here, body reads by huma's per-operation
+	// deadline, stream writes by StreamWriteTimeout, idle keep-alive
+	// connections by IdleTimeout and, under pressure, by the connection cap.
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext: func(net.Listener) context.Context { return base }}
+	if limited != nil {
+		srv.ConnState = limited.ConnState
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	s.log.Info("servicekit listening", "console", ConsoleURL(ln.Addr()), "addr", ln.Addr().String(),
-		"database", s.DB.String(), "node", s.Jobs.Node())
+	attrs := []any{"console", ConsoleURL(ln.Addr()), "addr", ln.Addr().String(),
+		"database", s.DB.String(), "node", s.Jobs.Node(), "max_connections", maxConns, "max_streams", streams}
+	if soft > 0 {
+		attrs = append(attrs, "fd_limit", soft)
+	}
+	s.log.Info("servicekit listening", attrs...)
 	select {
 	case err := <-errc:
 		s.Shutdown(context.Background())

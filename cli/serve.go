@@ -44,8 +44,17 @@ type ServeConfig struct {
 	Shell           string
 	ShellAllow      string
 	Lease           time.Duration
+	MaxResult       int
 	PprofAddr       string
 	LogOutput       io.Writer // where the server logs; os.Stderr when nil
+	// MaxConnections caps open client connections; 0 picks the file
+	// descriptor limit minus a reserve for jobs and the database.
+	MaxConnections int
+	// MaxStreams caps $stream responses open at once; 0 is the default.
+	MaxStreams int
+	// StreamWriteTimeout drops a $stream client that does not read for
+	// this long; 0 is the default.
+	StreamWriteTimeout time.Duration
 }
 
 func envOr(name, def string) string {
@@ -83,6 +92,16 @@ SIGINT or SIGTERM shut it down gracefully (exit 0); it exits 1 when it cannot st
 fails, 2 for a bad flag.`,
 		Args: cobra.NoArgs,
 		RunE: reported(func(cmd *cobra.Command, _ []string) error {
+			// A set variable is a request for keys, even an empty one (an
+			// unfilled template): one that yields none refuses the start
+			// rather than serving with no authentication.
+			if list, ok := os.LookupEnv("SERVICEKIT_API_KEYS"); ok {
+				keys, err := httpapi.ParseKeyList(list)
+				if err != nil {
+					return usagef("SERVICEKIT_API_KEYS: %v", err)
+				}
+				c.APIKeys = keys
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return Serve(ctx, info, c, nil)
@@ -102,9 +121,12 @@ fails, 2 for a bad flag.`,
 	f.StringVar(&c.Shell, "shell", envOr("SERVICEKIT_SHELL", "any"), "shell policy: any, allowlist or off (SERVICEKIT_SHELL)")
 	f.StringVar(&c.ShellAllow, "shell-allow", envOr("SERVICEKIT_SHELL_ALLOW", ""), "with --shell allowlist: executables allowed, by name or absolute path, comma-separated (SERVICEKIT_SHELL_ALLOW)")
 	f.DurationVar(&c.Lease, "lease", envDuration("SERVICEKIT_LEASE", 30*time.Second), "how long a running job's claim lasts without renewal: a dead node's jobs are rescued after about this long (SERVICEKIT_LEASE)")
+	f.IntVar(&c.MaxResult, "max-result", envInt("SERVICEKIT_MAX_RESULT", 1<<20), "bytes a function's result may take (its JSON); over it the job fails and nothing of it is stored (SERVICEKIT_MAX_RESULT)")
 	f.StringVar(&c.PprofAddr, "pprof-addr", envOr("SERVICEKIT_PPROF_ADDR", ""), "serve Go's net/http/pprof profiles on this address, e.g. 127.0.0.1:6060 (off by default; never expose it)")
 	f.BoolVar(&c.Insecure, "insecure", false, "allow a non-loopback address with shell policy any and no API keys")
-	c.APIKeys = httpapi.ParseKeys(os.Getenv("SERVICEKIT_API_KEYS"))
+	f.IntVar(&c.MaxConnections, "max-connections", envInt("SERVICEKIT_MAX_CONNECTIONS", 0), "open client connections at most; over it the oldest idle ones are closed (0: the file descriptor limit minus a reserve for jobs and the database) (SERVICEKIT_MAX_CONNECTIONS)")
+	f.IntVar(&c.MaxStreams, "max-streams", envInt("SERVICEKIT_MAX_STREAMS", httpapi.DefaultMaxStreams), "$stream responses open at once; over it 429 (SERVICEKIT_MAX_STREAMS)")
+	f.DurationVar(&c.StreamWriteTimeout, "stream-write-timeout", envDuration("SERVICEKIT_STREAM_WRITE_TIMEOUT", httpapi.DefaultStreamWriteTimeout), "drop a $stream client that takes no data for this long; it resumes with Last-Event-ID (SERVICEKIT_STREAM_WRITE_TIMEOUT)")
 	return cmd
 }
 
@@ -133,11 +155,15 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 	if c.OutputLimit < 1 {
 		return usagef("--output-limit must be at least 1 byte")
 	}
+	if c.MaxConnections < 0 || c.MaxStreams < 0 || c.StreamWriteTimeout < 0 {
+		return usagef("--max-connections, --max-streams and --stream-write-timeout must not be negative (0 is the default)")
+	}
 	keys := c.APIKeys
 	if c.APIKeyFile != "" {
 		fileKeys, err := httpapi.ReadKeyFile(c.APIKeyFile)
 		if err != nil {
-			return err
+			// The flag asked for keys; without them the server must not start.
+			return usagef("--api-key-file: %v", err)
 		}
 		keys = append(keys, fileKeys...)
 	}
@@ -178,7 +204,8 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 		WithHealth().
 		WithDatabase(c.Database).
 		WithJobs(c.MaxConcurrency).
-		WithJobOptions(job.Options{OutputLimit: c.OutputLimit, Retention: c.JobRetention, MaxPending: c.MaxPending, Lease: c.Lease}).
+		WithJobOptions(job.Options{OutputLimit: c.OutputLimit, Retention: c.JobRetention, MaxPending: c.MaxPending, Lease: c.Lease,
+			MaxResultBytes: c.MaxResult}).
 		WithAPIKeys(keys...).
 		WithShellPolicy(policy).
 		WithAPIKeyHeader(c.APIKeyHeader).
@@ -190,7 +217,8 @@ func Serve(ctx context.Context, info servicekit.Info, c ServeConfig, ready func(
 		ln.Close()
 		return err
 	}
-	return svc.Serve(ctx, ln, ready)
+	return svc.ServeWith(ctx, ln, ready, servicekit.ServeOptions{MaxConnections: c.MaxConnections,
+		MaxStreams: c.MaxStreams, StreamWriteTimeout: c.StreamWriteTimeout})
 }
 
 // listen claims addr, turning the two failures a user meets on the first

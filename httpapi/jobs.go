@@ -3,12 +3,10 @@ package httpapi
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
@@ -25,10 +23,6 @@ type jobOut struct {
 }
 
 var jobsTag = []string{"Jobs"}
-
-// KeepAlive is how often an idle $stream sends a comment line, so proxies
-// and clients can tell a quiet job from a dead connection.
-var KeepAlive = 15 * time.Second
 
 func (s *Server) registerJobs() {
 	j := s.d.Jobs
@@ -133,12 +127,18 @@ func (s *Server) registerJobs() {
 		}}, nil
 	})
 
+	st := newStreamer(s)
 	huma.Register(s.api, huma.Operation{
 		OperationID: "stream-job", Method: http.MethodGet, Path: "/api/v1/jobs/{id}/$stream", Tags: jobsTag,
 		Summary: "Server-sent events of a job: status changes and output lines",
 		Description: "Without Last-Event-ID the events so far come first, then live ones; with it only later ones. " +
-			"event: status carries the whole job, event: log {stream,line}. Closes after a terminal status.",
-		Responses: map[string]*huma.Response{"200": {Description: "event stream", Content: map[string]*huma.MediaType{"text/event-stream": {}}}},
+			"event: status carries the whole job, event: log {stream,line}. Closes after a terminal status. " +
+			"A client that does not read what it was sent within the write timeout is dropped and resumes with Last-Event-ID; " +
+			"over the server's cap on open streams (--max-streams) the answer is 429 with Retry-After.",
+		Responses: map[string]*huma.Response{
+			"200": {Description: "event stream", Content: map[string]*huma.MediaType{"text/event-stream": {}}},
+			"429": {Description: "too many event streams are open on this server; retry after Retry-After seconds"},
+		},
 	}, func(ctx context.Context, in *struct {
 		JobPath
 		LastEventID string `header:"Last-Event-ID" doc:"resume after this event id"`
@@ -155,7 +155,7 @@ func (s *Server) registerJobs() {
 		}
 		return &huma.StreamResponse{Body: func(hc huma.Context) {
 			r, w := humago.Unwrap(hc)
-			s.streamJob(r.Context(), w, in.ID, after)
+			st.serve(w, r, in.ID, after)
 		}}, nil
 	})
 }
@@ -171,55 +171,4 @@ func parseLastEventID(v string) (int64, error) {
 		return 0, problemf(400, "Last-Event-ID %q: want a non-negative event id", v)
 	}
 	return n, nil
-}
-
-// streamJob writes a job's events as SSE: first those stored after `after`,
-// then each new batch as the scheduler signals a change. A woken stream
-// reads only what is new, so no client polls the database on a timer.
-func (s *Server) streamJob(ctx context.Context, w http.ResponseWriter, id string, after int64) {
-	changed, stop := s.d.Jobs.Subscribe(id) // before the first read, so no change is missed
-	defer stop()
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	h.Set("Connection", "keep-alive")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	rc.Flush()
-	keep := time.NewTicker(KeepAlive)
-	defer keep.Stop()
-	for {
-		events, err := s.d.Jobs.EventsAfter(ctx, id, after)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.d.Logger.Warn("stream job events", "job_id", id, "error", err)
-			}
-			return
-		}
-		for _, e := range events {
-			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.ID, e.Kind, e.Data)
-			after = e.ID
-		}
-		if len(events) > 0 {
-			rc.Flush()
-			if last := events[len(events)-1]; last.Kind == "status" && last.Status.Terminal() {
-				return
-			}
-		} else if _, err := s.d.Jobs.Get(ctx, id); errors.Is(err, job.ErrNotFound) {
-			fmt.Fprintf(w, "id: %d\nevent: status\ndata: {\"id\":%q,\"status\":\"deleted\"}\n\n", after+1, id)
-			rc.Flush()
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-keep.C:
-			io.WriteString(w, ": keep-alive\n\n")
-			if rc.Flush() != nil {
-				return
-			}
-		}
-	}
 }

@@ -170,8 +170,12 @@ func (m *Manager) Create(ctx context.Context, in Input) (*Task, error) {
 
 // validate resolves the task's type and checks it is one that can run:
 // params only for a function (against its schema, required ones may wait
-// for $execute), env only for shell, and the shell policy.
+// for $execute), env only for shell, a command and an env a process can
+// receive (no NUL, no "=" in a name), and the shell policy.
 func (m *Manager) validate(t *Task) error {
+	if ve := checkCommand(t.Command); ve != nil {
+		return ve
+	}
 	_, registered := m.reg.Lookup(t.Command)
 	if t.Type == "" {
 		t.Type = TypeShell
@@ -189,6 +193,9 @@ func (m *Manager) validate(t *Task) error {
 				Msg:    fmt.Sprintf("params are for function tasks, and no function named %q is registered", t.Command),
 				Fields: []FieldError{{Location: "body.params", Message: fmt.Sprintf("no function named %q is registered", t.Command)}},
 			}
+		}
+		if ve := checkEnv(t.Env, "body.env"); ve != nil {
+			return ve
 		}
 		return m.checkShell(t.Command, t.Env)
 	case TypeFunction:
@@ -369,6 +376,15 @@ func (m *Manager) Execute(ctx context.Context, id string, in ExecuteInput) (*job
 	if !t.Enabled {
 		return nil, fmt.Errorf("%w: Cannot execute disabled task %s", ErrDisabled, t.ID)
 	}
+	// A task stored before create checked these cannot run either; the
+	// locations point at the task, which a PATCH can fix.
+	if ve := checkCommand(t.Command); ve != nil {
+		ve.Fields[0].Location = "task.command"
+		return nil, ve
+	}
+	if ve := checkEnv(t.Env, "task.env"); ve != nil {
+		return nil, ve
+	}
 	n := job.NewJob{TaskID: t.ID, Type: t.Type, Command: t.Command, Task: t.snapshot(), MaxAttempts: t.Retries + 1}
 	if t.TimeoutSeconds != nil {
 		n.Timeout = time.Duration(*t.TimeoutSeconds * float64(time.Second))
@@ -395,6 +411,9 @@ func (m *Manager) Execute(ctx context.Context, id string, in ExecuteInput) (*job
 				Msg:    fmt.Sprintf("params are for function tasks, and no function named %q is registered", t.Command),
 				Fields: []FieldError{{Location: "body.params", Message: "shell tasks take env, not params"}},
 			}
+		}
+		if ve := checkEnv(in.Env, "body.env"); ve != nil {
+			return nil, ve
 		}
 		n.Env = merge(t.Env, in.Env)
 		if err := m.checkShell(t.Command, n.Env); err != nil {

@@ -3,6 +3,10 @@ package task
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -96,4 +100,46 @@ func (e *ForbiddenError) Error() string { return e.Reason }
 func (t *Task) snapshot() json.RawMessage {
 	b, _ := json.Marshal(t)
 	return b
+}
+
+// checkCommand refuses a command holding a NUL byte: no exec call can pass
+// one (the kernel reads each argument up to its first NUL), so such a task
+// could be stored but never run. Saying so at create, update and $execute
+// beats a job that fails at start.
+func checkCommand(command string) *ValidationError {
+	if i := strings.IndexByte(command, 0); i >= 0 {
+		return &ValidationError{
+			Msg:    fmt.Sprintf("command holds a NUL byte at byte %d; a process's command line cannot carry one", i+1),
+			Fields: []FieldError{{Location: "body.command", Message: "must not contain a NUL byte"}},
+		}
+	}
+	return nil
+}
+
+// checkEnv refuses environment entries a process cannot receive: the
+// environment is a list of NAME=value strings each ended by a NUL, so a
+// name must be non-empty and hold no "=" or NUL, and a value no NUL.
+// where prefixes each location, e.g. "body.env".
+func checkEnv(env map[string]string, where string) *ValidationError {
+	var fields []FieldError
+	for _, name := range slices.Sorted(maps.Keys(env)) {
+		var msg string
+		switch {
+		case name == "":
+			msg = "an environment variable needs a name"
+		case strings.IndexByte(name, 0) >= 0:
+			msg = "the name must not contain a NUL byte"
+		case strings.IndexByte(name, '=') >= 0:
+			msg = `the name must not contain "=" (it separates name from value)`
+		case strings.IndexByte(env[name], 0) >= 0:
+			msg = "the value must not contain a NUL byte"
+		default:
+			continue
+		}
+		fields = append(fields, FieldError{Location: where + "." + name, Message: msg})
+	}
+	if len(fields) == 0 {
+		return nil
+	}
+	return &ValidationError{Msg: "env holds entries no process can receive: " + fields[0].Location + ": " + fields[0].Message, Fields: fields}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -32,9 +34,10 @@ func register() {
 	task.MustRegister("process_data", processData,
 		task.Description("Save an artifact using the injected database and artifact manager."))
 	task.MustRegister("store_result", storeResult, task.Description("Store data as a new artifact."))
-	task.MustRegister("count_files", countFiles, task.Description("Count the entries of a directory on the server."))
+	task.MustRegister("count_files", countFiles,
+		task.Description("Count the entries of a directory inside the server's data directory (TASK_DATA_DIR)."))
 	task.MustRegister("process_csv", processCSV,
-		task.Description("Summarize a CSV file on the server: row count, columns, and count/mean/min/max of numeric columns."))
+		task.Description("Summarize a CSV file inside the server's data directory (TASK_DATA_DIR): row count, columns, and count/mean/min/max of numeric columns."))
 	task.MustRegister("long_task", longTask,
 		task.Description("Sleep through a number of steps, logging and reporting progress after each; stops when canceled."))
 	task.MustRegister("safe_task", safeTask,
@@ -99,25 +102,61 @@ func storeResult(ctx context.Context, artifacts *artifact.Manager, p StoreResult
 	return map[string]any{"artifact_id": a.ID}, nil
 }
 
+// DataDirEnv names the variable that sets the data directory, the only
+// place count_files and process_csv read: "data" under the server's
+// working directory when unset.
+const DataDirEnv = "TASK_DATA_DIR"
+
+// openData opens name inside the data directory, for a caller who may be
+// anyone able to create a task. A path from a request must never reach
+// os.Open as is: "/etc/shadow" or "../../.ssh/id_ed25519" would read
+// whatever the server can. So a name must be local (filepath.IsLocal: not
+// absolute, not empty, no ".." climbing out, which also catches what
+// filepath.Clean would turn into such a path), and it is opened through an
+// os.Root, which also refuses a symbolic link inside the directory that
+// points out of it — something no check of the name alone can see.
+func openData(field, name string) (*os.File, error) {
+	dir := cmp.Or(os.Getenv(DataDirEnv), "data")
+	if !filepath.IsLocal(name) {
+		return nil, fmt.Errorf("%s %q: want a relative path inside the data directory %s (%s), without .. leading out of it",
+			field, name, dir, DataDirEnv)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory (%s): %w", DataDirEnv, err)
+	}
+	defer root.Close() // files opened through it stay open
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q in the data directory %s: %w", field, name, dir, err)
+	}
+	return f, nil
+}
+
 // CountFilesParams are count_files's arguments.
 type CountFilesParams struct {
-	Directory string `json:"directory" default:"." doc:"Directory on the server, relative to its working directory or absolute"`
+	Directory string `json:"directory" default:"." doc:"Directory inside the server's data directory (TASK_DATA_DIR); . is the data directory itself"`
 }
 
 // countFiles counts every entry (files, directories, links…), like a plain
 // ls. A directory that cannot be read fails the job rather than counting
 // zero, since zero would look like an answer.
 func countFiles(p CountFilesParams) (map[string]any, error) {
-	entries, err := os.ReadDir(p.Directory)
+	d, err := openData("directory", p.Directory)
 	if err != nil {
 		return nil, err
+	}
+	defer d.Close()
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("directory %q: %w", p.Directory, err)
 	}
 	return map[string]any{"count": len(entries), "directory": p.Directory}, nil
 }
 
 // ProcessCSVParams are process_csv's arguments.
 type ProcessCSVParams struct {
-	Filepath string `json:"filepath" doc:"CSV file on the server; the first record is the header"`
+	Filepath string `json:"filepath" doc:"CSV file inside the server's data directory (TASK_DATA_DIR), as a relative path; the first record is the header"`
 }
 
 // CSVSummary is the result of process_csv, shaped like the Python guide's
@@ -182,7 +221,7 @@ func (s *columnStats) add(cell string) {
 // column has no mean that JSON could carry). Every record must have as many
 // fields as the header; a ragged file fails the job with the line number.
 func processCSV(ctx context.Context, p ProcessCSVParams) (*CSVSummary, error) {
-	f, err := os.Open(p.Filepath)
+	f, err := openData("filepath", p.Filepath)
 	if err != nil {
 		return nil, err
 	}

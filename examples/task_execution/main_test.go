@@ -193,30 +193,32 @@ func TestArtifactFunctions(t *testing.T) {
 	})
 }
 
+// dataDir points TASK_DATA_DIR at a fresh directory for the test.
+func dataDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv(DataDirEnv, dir)
+	return dir
+}
+
 func TestCountFiles(t *testing.T) {
 	svc := newService(t)
-	dir := t.TempDir()
+	dir := dataDir(t)
 	for _, name := range []string{"a.txt", "b.txt", "c.csv"} {
 		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "sub", "deeper"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	assertJSON(t, result(t, run(t, svc, "count_files", map[string]any{"directory": dir})),
-		map[string]any{"count": 4, "directory": dir})
-
-	// The default is the server's working directory: the package directory
-	// under go test.
-	entries, err := os.ReadDir(".")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The default is the data directory itself.
 	assertJSON(t, result(t, run(t, svc, "count_files", nil)),
-		map[string]any{"count": len(entries), "directory": "."})
+		map[string]any{"count": 4, "directory": "."})
+	assertJSON(t, result(t, run(t, svc, "count_files", map[string]any{"directory": "sub"})),
+		map[string]any{"count": 1, "directory": "sub"})
 
-	rec := run(t, svc, "count_files", map[string]any{"directory": filepath.Join(dir, "missing")})
+	rec := run(t, svc, "count_files", map[string]any{"directory": "missing"})
 	if rec.Status != job.Failed || !strings.Contains(deref(rec.Error), "missing") {
 		t.Errorf("missing directory: status %s error %q, want failed naming it", rec.Status, deref(rec.Error))
 	}
@@ -224,16 +226,16 @@ func TestCountFiles(t *testing.T) {
 
 func TestProcessCSV(t *testing.T) {
 	svc := newService(t)
-	path := filepath.Join(t.TempDir(), "data.csv")
+	dir := dataDir(t)
 	csvText := "\ufeffname,age,score,city,empty,score\n" +
 		"alice,30,88.5,Paris,,1\n" +
 		"bob,25,,Berlin,,2\n" +
 		"carol,35,91.5,\"Rome, IT\",,3\n" +
 		"dave,40,70,Oslo,,NaN\n"
-	if err := os.WriteFile(path, []byte(csvText), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "data.csv"), []byte(csvText), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res := result(t, run(t, svc, "process_csv", map[string]any{"filepath": path}))
+	res := result(t, run(t, svc, "process_csv", map[string]any{"filepath": "data.csv"}))
 	assertJSON(t, res, map[string]any{
 		"rows":    4,
 		"columns": []string{"name", "age", "score", "city", "empty", "score.1"},
@@ -245,22 +247,72 @@ func TestProcessCSV(t *testing.T) {
 	})
 
 	t.Run("header only", func(t *testing.T) {
-		p := filepath.Join(t.TempDir(), "h.csv")
-		os.WriteFile(p, []byte("a,b\n"), 0o644)
-		assertJSON(t, result(t, run(t, svc, "process_csv", map[string]any{"filepath": p})),
+		os.WriteFile(filepath.Join(dir, "h.csv"), []byte("a,b\n"), 0o644)
+		assertJSON(t, result(t, run(t, svc, "process_csv", map[string]any{"filepath": "h.csv"})),
 			map[string]any{"rows": 0, "columns": []string{"a", "b"}, "summary": map[string]any{}})
 	})
 	for name, content := range map[string]string{"empty": "", "ragged": "a,b\n1,2\n3\n"} {
 		t.Run(name, func(t *testing.T) {
-			p := filepath.Join(t.TempDir(), name+".csv")
-			os.WriteFile(p, []byte(content), 0o644)
-			if rec := run(t, svc, "process_csv", map[string]any{"filepath": p}); rec.Status != job.Failed {
+			os.WriteFile(filepath.Join(dir, name+".csv"), []byte(content), 0o644)
+			if rec := run(t, svc, "process_csv", map[string]any{"filepath": name + ".csv"}); rec.Status != job.Failed {
 				t.Errorf("status %s, want failed", rec.Status)
 			}
 		})
 	}
-	if rec := run(t, svc, "process_csv", map[string]any{"filepath": path + ".missing"}); rec.Status != job.Failed {
+	if rec := run(t, svc, "process_csv", map[string]any{"filepath": "data.csv.missing"}); rec.Status != job.Failed {
 		t.Errorf("missing file: status %s, want failed", rec.Status)
+	}
+}
+
+// TestFilesConfinedToDataDir: count_files and process_csv take paths from
+// whoever can create a task, so they must reach nothing outside the data
+// directory — not /etc/passwd, not a secret beside the data directory,
+// not through "..", not through a symbolic link planted inside it.
+func TestFilesConfinedToDataDir(t *testing.T) {
+	svc := newService(t)
+	outside := t.TempDir()
+	secret := filepath.Join(outside, "secret.csv")
+	if err := os.WriteFile(secret, []byte("password\nhunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(outside, "data")
+	t.Setenv(DataDirEnv, dir)
+	if err := os.MkdirAll(filepath.Join(dir, "in"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "in", "ok.csv"), []byte("n\n1\n"), 0o644)
+	if err := os.Symlink(secret, filepath.Join(dir, "link.csv")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "up")); err != nil {
+		t.Fatal(err)
+	}
+	// The file exists and the server can read it: only the confinement stops these.
+	if _, err := os.ReadFile(secret); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, path := range []string{"/etc/passwd", secret, "../secret.csv", "in/../../secret.csv", "link.csv", "up/secret.csv", ""} {
+		rec := run(t, svc, "process_csv", map[string]any{"filepath": path})
+		if rec.Status != job.Failed || rec.Result != nil && string(rec.Result) != "null" {
+			t.Errorf("process_csv %q: status %s result %s, want failed", path, rec.Status, rec.Result)
+			continue
+		}
+		if e := deref(rec.Error); strings.Contains(e, "hunter2") || strings.Contains(e, "root:") {
+			t.Errorf("process_csv %q leaked file content in its error: %s", path, e)
+		}
+	}
+	for _, d := range []string{"/", "/etc", "..", "up"} {
+		if rec := run(t, svc, "count_files", map[string]any{"directory": d}); rec.Status != job.Failed {
+			t.Errorf("count_files %q: status %s, want failed", d, rec.Status)
+		}
+	}
+	// A ".." that stays inside is just a path.
+	assertJSON(t, result(t, run(t, svc, "process_csv", map[string]any{"filepath": "in/../in/ok.csv"})),
+		map[string]any{"rows": 1, "columns": []string{"n"}, "summary": map[string]any{"n": map[string]any{"count": 1, "mean": 1, "min": 1, "max": 1}}})
+	rec := run(t, svc, "process_csv", map[string]any{"filepath": "/etc/passwd"})
+	if e := deref(rec.Error); !strings.Contains(e, "relative path inside the data directory") {
+		t.Errorf("absolute path refused with %q, want it to say what is allowed", e)
 	}
 }
 
