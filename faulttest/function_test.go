@@ -124,7 +124,7 @@ func TestHugeResult(t *testing.T) {
 	}{
 		{"under_limit", 1<<20 - 1000, "completed"},
 		{"just_over", 1<<20 + 1, "failed"},
-		{"64MiB", 64 << 20, "failed"},
+		{"32MiB", 32 << 20, "failed"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := s.in(t)
@@ -148,6 +148,16 @@ func TestHugeResult(t *testing.T) {
 			}
 		})
 	}
+	t.Run("configured_4KiB", func(t *testing.T) {
+		s := start(t, config{db: sqliteIn(t.TempDir()), args: []string{"--max-result", "4096"}})
+		fn := s.task(map[string]any{"command": "huge_result"})
+		if j := s.waitEnd(s.execute(fn, map[string]any{"params": map[string]any{"bytes": 3000}}), endWithin); j.Status != "completed" {
+			t.Errorf("a 3 kB result under --max-result 4096: %s (%s)", j.Status, j.err())
+		}
+		if j := s.waitEnd(s.execute(fn, map[string]any{"params": map[string]any{"bytes": 5000}}), endWithin); j.Status != "failed" || len(j.Result) > 4 {
+			t.Errorf("a 5 kB result over --max-result 4096: %s %d bytes (%s)", j.Status, len(j.Result), j.err())
+		}
+	})
 	var stored int64
 	for _, suffix := range []string{"", "-wal"} {
 		if fi, err := os.Stat(filepath.Join(dir, "fault.db"+suffix)); err == nil {
@@ -157,7 +167,7 @@ func TestHugeResult(t *testing.T) {
 	if stored > 16<<20 {
 		t.Errorf("database and WAL hold %d bytes after the huge results", stored)
 	}
-	figures(t, "results of 1 MiB−1000 B (stored), 1 MiB+1 B and 64 MiB (failed, not retried); database + WAL %d KiB; server peak RSS %s",
+	figures(t, "results of 1 MiB−1000 B (stored), 1 MiB+1 B and 32 MiB (failed, not retried), 3 kB and 5 kB under --max-result 4096 (stored, failed); database + WAL %d KiB; server peak RSS %s",
 		stored>>10, peakRSS(s.pid()))
 }
 

@@ -305,9 +305,22 @@ func TestIdleConnectionsWithoutKey(t *testing.T) {
 	const key = "fl00d-key"
 	var ours syscall.Rlimit
 	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &ours)
+	if ours.Cur < 4*limit {
+		// The flood comes from this process; as root it may raise its
+		// own hard limit.
+		want := syscall.Rlimit{Cur: 4 * limit, Max: max(ours.Max, 4*limit)}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want) == nil {
+			t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &ours) })
+			syscall.Getrlimit(syscall.RLIMIT_NOFILE, &ours)
+		}
+	}
 	flood := min(3*limit, int(ours.Cur)-256)
 	if flood < 2*limit {
-		t.Skipf("this process may open only %d files; the flood needs %d", ours.Cur, 2*limit)
+		msg := fmt.Sprintf("this process may open only %d files (and cannot raise the limit); the flood needs %d", ours.Cur, 2*limit)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
 	}
 	s := start(t, config{db: sqliteIn(t.TempDir()), key: key, nofile: limit, args: []string{"--max-concurrency", "4"}})
 	addr := strings.TrimPrefix(s.url, "http://")
