@@ -145,10 +145,10 @@ func TestSetsidContained(t *testing.T) {
 			// The shell waits for a file before it exits, so the detached
 			// child is surely running when the job ends on its own.
 			s := s.in(t)
-			go_ := t.TempDir() + "/go"
-			id, ps := startJob(t, s, bg+` & while [ ! -e `+go_+` ]; do sleep 0.05; done; echo done`, 2, false, nil)
+			gate := t.TempDir() + "/gate"
+			id, ps := startJob(t, s, bg+` & while [ ! -e `+gate+` ]; do sleep 0.05; done; echo done`, 2, false, nil)
 			tried++
-			touch(t, go_)
+			touch(t, gate)
 			if j := s.waitEnd(id, endWithin); j.Status != "completed" {
 				t.Errorf("job ended %s (%s), want completed", j.Status, j.err())
 			}

@@ -173,11 +173,11 @@ func TestCrashDuringFinish(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				s := srv.in(t)
 				cases++
-				go_ := filepath.Join(t.TempDir(), "go")
-				command := fmt.Sprintf(`while [ ! -e %s ]; do sleep 0.01; done; head -c %d /dev/zero | tr '\0' x`, go_, size)
+				gate := filepath.Join(t.TempDir(), "gate")
+				command := fmt.Sprintf(`while [ ! -e %s ]; do sleep 0.01; done; head -c %d /dev/zero | tr '\0' x`, gate, size)
 				id := s.execute(s.shellTask(command, 0), nil)
 				shell := jobShell(t, id, command).pid
-				touch(t, go_)
+				touch(t, gate)
 				deadline := time.Now().Add(readyWithin)
 				for !exited(shell) { // as tight as it gets: the window is milliseconds
 					if time.Now().After(deadline) {

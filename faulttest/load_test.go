@@ -93,10 +93,10 @@ func TestSSEClientsNeverRead(t *testing.T) {
 		// the job's output too slowly for the streams to fall far behind,
 		// and its memory is mostly the detector's. (The cap case below and
 		// every other test run the -race server.)
-		s := start(t, config{bin: plainBuild, db: sqliteIn(t.TempDir())})
+		s := start(t, config{bin: plainBuild, db: sqliteIn(t.TempDir()), args: []string{"--stream-write-timeout", "5s"}})
 		addr := strings.TrimPrefix(s.url, "http://")
 		line := strings.Repeat("chatty output line ", 200)
-		id := s.execute(s.shellTask("timeout 20 yes '"+line+"'; true", 0), nil)
+		id := s.execute(s.shellTask("timeout 15 yes '"+line+"'; true", 0), nil)
 		// The clients come once the job has a full stored log (1 MiB, the
 		// output limit), so each stream starts with that much history.
 		if !eventually(15*time.Second, func() bool { return len(s.do("GET", "/api/v1/jobs/"+id+"/$logs", nil).body) >= 1<<20-len(line) }) {
@@ -133,12 +133,12 @@ func TestSSEClientsNeverRead(t *testing.T) {
 				t.Errorf("stream answers %v, want only 200 and 429", codes)
 			}
 		}
-		// Twelve seconds of the clients not reading while the job talks:
-		// longer than the server waits on a write to a stream (10 s).
+		// Eight seconds of the clients not reading while the job talks:
+		// longer than the server waits on a write to a stream (5 s).
 		var peak int64
 		var slowest time.Duration
 		var heapPeak int64
-		for began := time.Now(); time.Since(began) < 12*time.Second; {
+		for began := time.Now(); time.Since(began) < 8*time.Second; {
 			peak = max(peak, rss(s.pid()))
 			heapPeak = max(heapPeak, s.metric("go_memstats_heap_inuse_bytes"))
 			t0 := time.Now()
@@ -158,9 +158,9 @@ func TestSSEClientsNeverRead(t *testing.T) {
 		if slowest > time.Second {
 			t.Errorf("/health took %s under the streams", slowest)
 		}
-		// Some clients read at last. Those the server dropped for not
-		// reading resume, once the job has ended, from the last event they
-		// got, and must read on to its end.
+		// Some clients read at last. The server has dropped them for not
+		// reading; once the job has ended they resume from the last event
+		// they got, and must read on to its end.
 		var mu sync.Mutex
 		var lasts []string
 		var readers sync.WaitGroup
@@ -168,7 +168,8 @@ func TestSSEClientsNeverRead(t *testing.T) {
 			readers.Go(func() {
 				last, terminal, closed := drain(c.c, c.res, 8<<20, 5*time.Second)
 				if terminal || !closed {
-					return // not dropped: it got everything to the end, or streams on
+					t.Errorf("a client that did not read for 8 s was not dropped (it got to event %s, terminal %v, closed %v)", last, terminal, closed)
+					return
 				}
 				if last == "" {
 					t.Errorf("a dropped client had received no event")
@@ -197,7 +198,7 @@ func TestSSEClientsNeverRead(t *testing.T) {
 			resumed++
 		}
 		dropped := len(lasts)
-		figures(t, "%d streams opened (%v) on a job writing 3.8 kB lines for 20 s, opened after its first MiB, never read for 12 s; Go heap in use %d → peak %d MiB, RSS %d → peak %d MiB (server built without -race); slowest /health %s; of 5 clients that read at last, %d had been dropped and %d resumed to the end",
+		figures(t, "%d streams opened (%v) on a job writing 3.8 kB lines for 15 s, opened after its first MiB, never read for 8 s (--stream-write-timeout 5s); Go heap in use %d → peak %d MiB, RSS %d → peak %d MiB (server built without -race); slowest /health %s; of 5 clients that read at last, %d had been dropped and %d resumed to the end",
 			len(conns), codes, heapBase>>20, heapPeak>>20, base>>20, peak>>20, slowest.Round(time.Millisecond), dropped, resumed)
 	})
 
@@ -435,7 +436,7 @@ func TestMaxPendingExact(t *testing.T) {
 	codes := map[int]int{}
 	var accepted []string
 	var errs []error
-	go_ := make(chan struct{})
+	startGun := make(chan struct{})
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	peak := 0
@@ -458,7 +459,7 @@ func TestMaxPendingExact(t *testing.T) {
 	})
 	for range clients {
 		wg.Go(func() {
-			<-go_
+			<-startGun
 			res, err := c.Post(s.url+"/api/v1/tasks/"+quick+"/$execute", "application/json", nil)
 			mu.Lock()
 			defer mu.Unlock()
@@ -480,7 +481,7 @@ func TestMaxPendingExact(t *testing.T) {
 			}
 		})
 	}
-	close(go_)
+	close(startGun)
 	wg.Wait()
 	close(stop)
 	sampler.Wait()
