@@ -158,15 +158,11 @@ func deref(s *string) string {
 // attempt 1 must not go on writing beside it. A cut-off node fences itself
 // (TestCutOffNodeStopsBeforeRescue), but a killed node cannot: its job's
 // process group, started with Setpgid, outlives the server unless something
-// ends it. The loop runs in the job's own shell, and in a child process of
-// that shell (as a script the command line starts would): both must end.
+// ends it: the shell package's containment (a supervisor per job that
+// kills the job's processes when its server dies). The loop runs in the
+// job's own shell, and in a child process of that shell (as a script the
+// command line starts would): both must end.
 func TestKilledNodesProcessesDoNotRunBesideRescue(t *testing.T) {
-	// Known gap, left to the issue "Nothing lost, nothing escapes" (process
-	// containment: Pdeathsig and a per-job supervisor or cgroup, and a
-	// start-up sweep of a dead attempt's processes). It fails today: the
-	// killed node's process group runs on beside attempt 2. Remove this skip
-	// with that fix.
-	t.Skip("a SIGKILLed server's job processes outlive it: containment is the next issue's work (see the comment)")
 	loop := `while true; do echo "$SERVICEKIT_JOB_ATTEMPT $(date +%%s%%N)" >> '%s'; sleep 0.1; done`
 	for _, c := range []struct{ name, cmd string }{
 		{"shell", loop},

@@ -10,6 +10,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/servicekit/servicekit/job"
+	"github.com/servicekit/servicekit/shell"
 )
 
 // CheckResult is one health check's outcome.
@@ -51,6 +52,9 @@ type SystemInfo struct {
 	// Nodes are the live server processes sharing the database (this one
 	// included), from their heartbeats.
 	Nodes []job.Node `json:"nodes"`
+	// Containment is how this server keeps every process of a shell job
+	// within the job (see the README, "Process containment").
+	Containment string `json:"containment"`
 }
 
 func (s *Server) registerService() {
@@ -102,6 +106,7 @@ func (s *Server) registerService() {
 		if s.d.DB != nil {
 			si.Database = s.d.DB.String()
 		}
+		si.Containment = shell.ContainmentMode()
 		return &struct{ Body SystemInfo }{Body: si}, nil
 	})
 }

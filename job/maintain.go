@@ -331,6 +331,7 @@ func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (boo
 	deadNode := ""
 	if v.dead {
 		deadNode = v.node
+		s.sweep(v) // its process is gone for certain: nothing live is touched
 	}
 	nowMS := now.UnixMilli()
 	msg := fmt.Sprintf("node %s stopped while running the job (lease lost)", v.node)
@@ -383,7 +384,9 @@ func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (boo
 		return false, err
 	}
 	s.log.Warn("rescued job of a dead node", "job_id", rec.ID, "node", v.node, "attempt", v.attempt, "now", rec.Status)
-	s.sweep(v)
+	if !v.dead && rec.Status.Terminal() {
+		s.sweep(v)
+	}
 	s.changed(rec.ID)
 	if rec.Status.Terminal() {
 		s.opt.Observer.Finished(rec, rec.Status, 0)
@@ -394,12 +397,14 @@ func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (boo
 
 // StraySweeper is implemented by an Executor that can find and kill what
 // a dead attempt left running on this host (the task package's executor
-// kills the processes marked with the job's id and an attempt up to the one
-// given). A rescue calls it once its statement took the attempt away — not
-// before, since a live owner that renewed in time keeps its run — and later
-// attempts are spared, so a retry started meanwhile is left alone.
+// kills the processes marked with the job's id). A rescue calls it before
+// its statement when the attempt's process is known dead (at start-up:
+// this node's earlier life, or a pid that is gone) — so the retry that
+// follows never runs beside its remains — and otherwise only once the job
+// ended for good: an owner that is alive (and renewed in time) keeps its
+// run, and a retry that another node may already run is not touched.
 type StraySweeper interface {
-	KillStrays(jobID string, upToAttempt int) (killed int, err error)
+	KillStrays(jobID string) (killed int, err error)
 }
 
 // sweep kills what a dead attempt of this host left running.
@@ -408,7 +413,7 @@ func (s *Scheduler) sweep(v victim) {
 	if !ok || !strings.HasPrefix(v.node, s.host+"-") {
 		return
 	}
-	n, err := sw.KillStrays(v.id, v.attempt)
+	n, err := sw.KillStrays(v.id)
 	switch {
 	case err != nil:
 		s.log.Warn("kill what a dead attempt left running", "job_id", v.id, "node", v.node, "error", err)

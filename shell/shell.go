@@ -9,7 +9,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -22,9 +21,9 @@ import (
 // DefaultKillGrace is the time between SIGTERM and SIGKILL when Cmd.KillGrace is 0.
 const DefaultKillGrace = 5 * time.Second
 
-// outputDrainTimeout bounds how long Run waits, after the process group is
-// gone, for the output pipes to reach end of file. Only a process that
-// escaped the group can hold them open that long.
+// outputDrainTimeout bounds how long Run waits, after the job's processes
+// are gone, for the output pipes to reach end of file. Only a process that
+// escaped containment can hold them open that long.
 const outputDrainTimeout = time.Second
 
 // drainLimit bounds the bytes read from a pipe that is still held open after
@@ -65,16 +64,25 @@ func (r Result) ErrorText() string {
 }
 
 // Run starts the command, waits for it to finish and for its output to be
-// delivered, and reports how it ended. When ctx is done the process group is
-// terminated as the package documentation describes: Run returns once the
-// job's processes are gone, at most about KillGrace after cancellation, and
-// ctx.Err() tells the caller why it ended.
+// delivered, and reports how it ended. When ctx is done the job's processes
+// are terminated as the package documentation describes: Run returns once
+// they are gone, at most about KillGrace after cancellation, and ctx.Err()
+// tells the caller why it ended. Every process the command started is
+// killed when Run returns (see "Containment").
 //
 // Run returns an error only when the command could not be run: the context
 // was already done, Env is invalid, /bin/sh or Dir is missing, or its exit
 // status could not be collected. A non-zero exit or death by signal is
 // reported in Result, with a nil error.
 func (c Cmd) Run(ctx context.Context) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{ExitCode: -1}, err
+	}
+	return c.run(ctx, active())
+}
+
+// run is Run with the containment k.
+func (c Cmd) run(ctx context.Context, k *containment) (Result, error) {
 	notRun := Result{ExitCode: -1}
 	if err := ctx.Err(); err != nil {
 		return notRun, err
@@ -82,14 +90,6 @@ func (c Cmd) Run(ctx context.Context) (Result, error) {
 	env, err := c.environ()
 	if err != nil {
 		return notRun, err
-	}
-	cmd := &exec.Cmd{
-		Path:        "/bin/sh",
-		Args:        []string{"sh", "-c", c.Command},
-		Env:         env,
-		Dir:         c.Dir,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
-		// Stdin nil: exec opens /dev/null.
 	}
 
 	var copiers []*copier
@@ -108,12 +108,11 @@ func (c Cmd) Run(ctx context.Context) (Result, error) {
 		closeAll()
 		return notRun, err
 	}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Start(); err != nil {
+	p, err := k.start(c, env, stdout, stderr)
+	if err != nil {
 		closeAll()
 		return notRun, err
 	}
-	pid := cmd.Process.Pid
 
 	// The child has its own copies of the write ends; ours must go, or the
 	// pipes would never reach end of file.
@@ -129,18 +128,15 @@ func (c Cmd) Run(ctx context.Context) (Result, error) {
 		close(outputDone)
 	}()
 
-	exited := make(chan struct{})
 	watching := make(chan struct{})
 	go func() {
 		defer close(watching)
 		select {
-		case <-exited:
-			return // normal exit: the orphan kill below ends the rest
+		case <-p.exited():
+			return // normal exit: the kill below ends the rest
 		case <-ctx.Done():
 		}
-		// SIGCONT wakes stopped members so the SIGTERM takes effect.
-		syscall.Kill(-pid, syscall.SIGTERM)
-		syscall.Kill(-pid, syscall.SIGCONT)
+		p.terminate()
 		grace := c.KillGrace
 		if grace <= 0 {
 			grace = DefaultKillGrace
@@ -150,29 +146,27 @@ func (c Cmd) Run(ctx context.Context) (Result, error) {
 		// The shell usually dies of the SIGTERM at once while its children
 		// are still cleaning up. Let them finish: wait for the shell and for
 		// every holder of the output pipes, not just the shell.
-		for exited, outputDone := exited, outputDone; exited != nil || outputDone != nil; {
+		for exited, outputDone := p.exited(), outputDone; exited != nil || outputDone != nil; {
 			select {
 			case <-exited:
 				exited = nil
 			case <-outputDone:
 				outputDone = nil
 			case <-t.C:
-				syscall.Kill(-pid, syscall.SIGKILL)
+				p.kill()
 				return
 			}
 		}
 	}()
 
-	// Wait for the shell to exit but leave it unreaped, so that pid (the
-	// group id) stays ours while the watcher and the orphan kill use it.
-	waitExited(pid)
-	close(exited)
+	<-p.exited()
 	<-watching
-	syscall.Kill(-pid, syscall.SIGKILL) // orphans; ESRCH when none are left
-	waitErr := cmd.Wait()
+	p.kill() // the orphans; nothing to do when none are left
+	res, err := p.wait()
 
-	// With the group gone the pipes reach end of file at once, unless an
-	// escaped process holds them: bound the wait for that case.
+	// With the job's processes gone the pipes reach end of file at once,
+	// unless a process that escaped containment holds them: bound the wait
+	// for that case.
 	deadline := time.Now().Add(outputDrainTimeout)
 	for _, cp := range copiers {
 		cp.r.SetReadDeadline(deadline)
@@ -181,18 +175,21 @@ func (c Cmd) Run(ctx context.Context) (Result, error) {
 	for _, cp := range copiers {
 		cp.r.Close()
 	}
-
-	if cmd.ProcessState == nil {
-		return notRun, fmt.Errorf("shell: wait: %w", waitErr)
-	}
-	return result(cmd.ProcessState), nil
+	return res, err
 }
 
 func result(ps *os.ProcessState) Result {
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return Result{ExitCode: -1, Signal: signalName(ws.Signal())}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
+		return waitResult(ws)
 	}
 	return Result{ExitCode: ps.ExitCode()}
+}
+
+func waitResult(ws syscall.WaitStatus) Result {
+	if ws.Signaled() {
+		return Result{ExitCode: -1, Signal: signalName(ws.Signal())}
+	}
+	return Result{ExitCode: ws.ExitStatus()}
 }
 
 // environ merges c.Env over os.Environ. exec.Cmd would take the last of

@@ -401,45 +401,6 @@ func TestExitKillsOrphans(t *testing.T) {
 	}
 }
 
-// TestEscapedProcessDoesNotHang covers a process that left the job's process
-// group: it cannot be killed, but Run must not wait for it forever.
-func TestEscapedProcessDoesNotHang(t *testing.T) {
-	if _, err := exec.LookPath("setsid"); err != nil {
-		t.Skip("no setsid")
-	}
-	pidfile := filepath.Join(t.TempDir(), "pid")
-	var out bytes.Buffer
-	start := time.Now()
-	done := make(chan Result, 1)
-	go func() {
-		res, err := Cmd{
-			Command: fmt.Sprintf(`setsid sh -c 'echo $$ > %[1]s; exec sleep 300' &
-while [ ! -s %[1]s ]; do sleep 0.01; done
-echo done`, pidfile),
-			Stdout: &out,
-		}.Run(t.Context())
-		if err != nil {
-			t.Error(err)
-		}
-		done <- res
-	}()
-	pid := atoi(t, waitForFile(t, pidfile))
-	defer syscall.Kill(pid, syscall.SIGKILL)
-	var res Result
-	select {
-	case res = <-done:
-	case <-time.After(outputDrainTimeout + 5*time.Second):
-		t.Fatal("Run waited for the escaped process")
-	}
-	elapsed := time.Since(start)
-	if res.ExitCode != 0 || out.String() != "done\n" {
-		t.Errorf("Result = %+v, output %q", res, out.String())
-	}
-	if elapsed > outputDrainTimeout+3*time.Second {
-		t.Errorf("Run took %v", elapsed)
-	}
-}
-
 func TestLargeOutputThroughTail(t *testing.T) {
 	const limit = 1 << 20
 	tail := output.NewTail(limit)

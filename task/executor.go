@@ -52,17 +52,22 @@ func (e executor) Execute(ctx context.Context, run *job.Run) job.Outcome {
 	return e.m.runFunction(ctx, run)
 }
 
+// KillStrays implements job.StraySweeper: it kills what a dead attempt of
+// the job left running on this host (see shell.KillStrays).
+func (e executor) KillStrays(jobID string) (int, error) { return shell.KillStrays(jobID) }
+
 // runShell checks the policy again (it may have changed since $execute)
-// and runs the command in its own process group.
+// and runs the command, contained: every process it starts ends with the
+// job, or with the server (see the shell package, "Containment").
 func (m *Manager) runShell(ctx context.Context, run *job.Run) job.Outcome {
 	if err := m.checkShell(run.Job.Command, run.Job.Env); err != nil {
-		return job.Outcome{Err: err}
+		return job.Outcome{Err: job.Permanent(err)} // no retry can make the policy allow it
 	}
 	// The job's own identity, so a script can name its outputs or make a
 	// retried attempt idempotent; the job's env cannot override these.
 	env := make(map[string]string, len(run.Job.Env)+3)
 	maps.Copy(env, run.Job.Env)
-	env["SERVICEKIT_JOB_ID"] = run.Job.ID
+	env[shell.JobIDEnv] = run.Job.ID // also how shell.KillStrays finds the job's processes
 	env["SERVICEKIT_JOB_ATTEMPT"] = strconv.Itoa(run.Job.Attempt)
 	if run.Job.Node != nil {
 		env["SERVICEKIT_NODE"] = *run.Job.Node
@@ -149,3 +154,5 @@ func (t teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (t teeHandler) WithGroup(name string) slog.Handler {
 	return teeHandler{t[0].WithGroup(name), t[1].WithGroup(name)}
 }
+
+var _ job.StraySweeper = executor{}
