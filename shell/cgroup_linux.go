@@ -147,38 +147,55 @@ func populated(dir string) bool {
 	return bytes.Contains(b, []byte("populated 1"))
 }
 
-// killCgroup kills every process in the cgroup dir at once with cgroup.kill
-// (no process can fork its way out of that, unlike a scan and kill), waits
-// until the cgroup is empty and removes it, with the cgroups a job may have
-// made below it. It gives up at the deadline (a process stuck in the
-// kernel), leaving the cgroup for KillStrays. It returns how many processes
-// the cgroup held.
-func killCgroup(dir string, deadline time.Time) (int, error) {
-	n := len(cgroupProcs(dir))
-	err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+// emptyCgroup kills every process in the cgroup dir at once with
+// cgroup.kill (no process can fork its way out of that, unlike a scan and
+// kill) and waits until the cgroup is empty. It gives up at the deadline (a
+// process stuck in the kernel). It returns how many processes the cgroup
+// held, and whether it used cgroup.kill: a cgroup killed once must not take
+// new processes by clone3 CLONE_INTO_CGROUP, which Linux (6.18 at least)
+// then kills at birth, so such a cgroup is not reused.
+func emptyCgroup(dir string, deadline time.Time) (n int, killed bool, err error) {
+	if !populated(dir) {
+		return 0, false, nil // the common case: the job left nothing
+	}
+	n = len(cgroupProcs(dir))
+	err = os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return n, fmt.Errorf("shell: cgroup.kill in %s: %w", dir, err)
+		return n, false, fmt.Errorf("shell: cgroup.kill in %s: %w", dir, err)
 	}
 	for pause := 100 * time.Microsecond; populated(dir); pause = min(2*pause, 10*time.Millisecond) {
 		if time.Now().After(deadline) {
-			return n, fmt.Errorf("shell: the processes of cgroup %s did not die in time", dir)
+			return n, true, fmt.Errorf("shell: the processes of cgroup %s did not die in time", dir)
 		}
 		// cgroup.events could be watched with inotify; the processes of a
 		// killed cgroup die within microseconds, so a short poll is simpler.
 		time.Sleep(pause)
+	}
+	return n, true, nil
+}
+
+// killCgroup empties the cgroup dir (see emptyCgroup) and removes it, with
+// the cgroups a job may have made below it; a cgroup it cannot empty is
+// left for KillStrays.
+func killCgroup(dir string, deadline time.Time) (int, error) {
+	n, _, err := emptyCgroup(dir, deadline)
+	if err != nil {
+		return n, err
 	}
 	return n, removeCgroup(dir)
 }
 
 // removeCgroup removes the empty cgroup dir and any empty cgroups below it.
 func removeCgroup(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	err := syscall.Rmdir(dir)
+	if err == nil || errors.Is(err, syscall.ENOENT) {
 		return nil
 	}
+	// Busy: the job made cgroups of its own below it; those go first.
+	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if e.IsDir() {
 			removeCgroup(filepath.Join(dir, e.Name()))

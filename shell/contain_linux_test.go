@@ -69,6 +69,22 @@ func describe(pids []int) string {
 	return b.String()
 }
 
+// supervisorOf returns the supervisor running the marked job: the parent,
+// not marked itself, of its shell (0 when the job was started directly).
+func supervisorOf(mark string) int {
+	pids, _ := marked(mark)
+	for _, pid := range pids {
+		st, ok := readStat(pid)
+		if !ok || st.ppid == os.Getpid() || st.ppid <= 1 {
+			continue
+		}
+		if parent, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.ppid)); bytes.Contains(parent, []byte("\x00"+superviseArg+"\x00")) {
+			return st.ppid
+		}
+	}
+	return 0
+}
+
 // waitSleeps waits until the command started at least n marked sleeps.
 func waitSleeps(t *testing.T, mark string, n int) {
 	t.Helper()
@@ -145,7 +161,7 @@ type hostileCase struct {
 	cmd    string
 	sleeps int  // marked sleep processes to wait for before acting
 	cancel bool // cancel the job; else the test creates {go} and the command ends itself
-	stop   bool // SIGSTOP every marked process (the supervisor too) before the cancel
+	stop   bool // SIGSTOP every process of the job, and its supervisor, before the cancel
 	// stopped: wait, once {go} exists, until the command stopped itself.
 	stopped bool
 	// tree: escapes direct start without a cgroup (it drops the token
@@ -228,6 +244,11 @@ func testHostile(t *testing.T, k *containment, hc hostileCase) {
 	}
 	if hc.stop {
 		pids, _ := marked(mark)
+		if sup := supervisorOf(mark); sup != 0 {
+			pids = append(pids, sup)
+		} else if k.supervisor {
+			t.Fatal("no supervisor found to stop")
+		}
 		for _, pid := range pids {
 			syscall.Kill(pid, syscall.SIGSTOP)
 		}
@@ -273,7 +294,7 @@ func testHostile(t *testing.T, k *containment, hc hostileCase) {
 
 // TestSupervisorKilled: when a job's supervisor is killed (by anyone), the
 // server kills the job's processes itself, those that left the process
-// group too, and reports the job killed.
+// group too, and Run says what happened.
 func TestSupervisorKilled(t *testing.T) {
 	setsid := needSetsid(t)
 	for _, nk := range containments(t) {
@@ -282,38 +303,90 @@ func TestSupervisorKilled(t *testing.T) {
 		}
 		t.Run(nk.name, func(t *testing.T) {
 			mark := newMark(t)
-			done := make(chan Result, 1)
+			type ran struct {
+				res Result
+				err error
+			}
+			done := make(chan ran, 1)
 			go func() {
 				res, err := Cmd{Command: setsid + ` sleep 300 & sleep 300 & wait`, Env: map[string]string{markEnv: mark}}.run(t.Context(), nk.k)
-				if err != nil {
-					t.Error(err)
-				}
-				done <- res
+				done <- ran{res, err}
 			}()
 			waitSleeps(t, mark, 2)
-			// The supervisor is the marked process whose parent is this one.
-			pids, _ := marked(mark)
-			var sup int
-			for _, pid := range pids {
-				if st, ok := readStat(pid); ok && st.ppid == os.Getpid() {
-					sup = pid
-				}
-			}
+			sup := supervisorOf(mark)
 			if sup == 0 {
-				t.Fatalf("no supervisor among%s", describe(pids))
+				pids, _ := marked(mark)
+				t.Fatalf("no supervisor above%s", describe(pids))
 			}
 			syscall.Kill(sup, syscall.SIGKILL)
-			var res Result
+			var r ran
 			select {
-			case res = <-done:
+			case r = <-done:
 			case <-time.After(20 * time.Second):
 				t.Fatal("Run did not return after its supervisor was killed")
 			}
 			if left, _ := marked(mark); len(left) > 0 {
 				t.Errorf("%d processes outlived their killed supervisor:%s", len(left), describe(left))
 			}
-			if res.Signal != "SIGKILL" {
-				t.Errorf("Result = %+v, want killed by SIGKILL (the supervisor's end)", res)
+			if r.err == nil || !strings.Contains(r.err.Error(), "supervisor was killed") {
+				t.Errorf("Run = %+v, %v; want an error saying the supervisor was killed", r.res, r.err)
+			}
+			// The next job gets a new supervisor.
+			if res, err := (Cmd{Command: "exit 3"}).run(t.Context(), nk.k); err != nil || res.ExitCode != 3 {
+				t.Errorf("the next job: %+v, %v", res, err)
+			}
+		})
+	}
+}
+
+// TestSupervisorReused: jobs one after the other run under the same
+// supervisor (and, in cgroup mode, in the same cgroup while jobs leave
+// nothing behind). A job whose leftovers had to be killed makes the next job
+// get a new cgroup, and that job runs normally (Linux kills a process born
+// into a cgroup once killed). An idle supervisor someone killed is replaced.
+func TestSupervisorReused(t *testing.T) {
+	setsid := needSetsid(t)
+	for _, nk := range containments(t) {
+		if !nk.k.supervisor {
+			continue
+		}
+		t.Run(nk.name, func(t *testing.T) {
+			type where struct {
+				supervisor int
+				cgroup     string
+			}
+			run := func(command string) where {
+				t.Helper()
+				var out bytes.Buffer
+				res, err := (Cmd{Command: command + `; echo $PPID; grep '^0::' /proc/self/cgroup`, Stdout: &out}).run(t.Context(), nk.k)
+				lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+				if err != nil || res.ExitCode != 0 || len(lines) < 2 {
+					t.Fatalf("%q: %+v, %v, output %q", command, res, err, out.String())
+				}
+				return where{atoi(t, lines[len(lines)-2]), lines[len(lines)-1]}
+			}
+			first := run("true")
+			if second := run("true"); second != first {
+				t.Errorf("two jobs in a row ran under %+v and %+v, want one supervisor reused", first, second)
+			}
+			if nk.k.mode == ContainCgroup && !strings.Contains(first.cgroup, "/sup.") {
+				t.Errorf("the job ran in cgroup %q, not its supervisor's", first.cgroup)
+			}
+			left := run(setsid + " -f sleep 300")
+			after := run("true")
+			if after.supervisor != left.supervisor {
+				t.Errorf("the supervisor was not reused after a job that left a process: %+v, then %+v", left, after)
+			}
+			if nk.k.mode == ContainCgroup && after.cgroup == left.cgroup {
+				t.Errorf("the job after a killed cgroup ran in the same cgroup %s", after.cgroup)
+			}
+
+			syscall.Kill(after.supervisor, syscall.SIGKILL)
+			for alive(after.supervisor) {
+				time.Sleep(time.Millisecond)
+			}
+			if next := run("true"); next.supervisor == after.supervisor {
+				t.Errorf("a job ran under the killed supervisor %d", next.supervisor)
 			}
 		})
 	}

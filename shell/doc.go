@@ -12,29 +12,31 @@
 // the job, invisible to the queue. Jobs that want a long-lived process must
 // hand it to a real service manager.
 //
-// Each run starts a small supervisor: the server's own binary, re-executed
-// through /proc/self/exe with the hidden argument "__servicekit_supervise",
-// which this package's init catches before main runs (so any binary that
-// links this package, a program of one's own built on servicekit included,
-// can supervise). The supervisor makes itself a child subreaper
-// (PR_SET_CHILD_SUBREAPER) and starts /bin/sh -c COMMAND in its own process
-// group. An orphan is reparented to the nearest subreaper, so every process
-// of the job, whatever it does with sessions and groups, stays a descendant
-// of the supervisor: the supervisor finds them all through /proc, kills
-// them, and reaps them. It tells the server the shell's exit status over a
-// pipe (so the Result is exactly what a direct child would give) and acts
-// on the server's "terminate" and "kill" over another.
+// Each run is handed to a small supervisor: the server's own binary,
+// re-executed through /proc/self/exe with the hidden argument
+// "__servicekit_supervise", which this package's init catches before main
+// runs (so any binary that links this package, a program of one's own built
+// on servicekit included, can supervise). The supervisor is a child
+// subreaper (PR_SET_CHILD_SUBREAPER) and starts /bin/sh -c COMMAND, in a
+// process group of its own, with the job's environment, directory and
+// output pipes, which the server passes over a unix socket. An orphan is
+// reparented to the nearest subreaper, so every process of the job,
+// whatever it does with sessions and groups, stays a descendant of the
+// supervisor: the supervisor finds them all through /proc, kills them, and
+// reaps them. It tells the server the shell's exit status (so the Result is
+// exactly what a direct child would give) and acts on the server's
+// "terminate" and "kill". A supervisor runs one job at a time and, once
+// every process of its job is gone, takes the next: up to 8 idle ones are
+// kept, since starting one costs as much as a short job.
 //
-// The supervisor learns that the server died in two ways: the control pipe
+// The supervisor learns that the server died in two ways: its socket
 // reaches end of file (the kernel closes the server's end when it dies,
 // however it dies), and its parent death signal (Pdeathsig, SIGTERM), taken
-// as such only when its parent has indeed changed, since Go sends it when
-// the forking thread ends. Either way it kills the job's processes and
-// exits. A job that signals its own process group ("kill 0", "kill -STOP
-// 0") reaches the supervisor too: it ignores such signals, and the server
-// sends it SIGCONT before every command. A job that kills its supervisor
-// (SIGKILL to its own group) loses it, but the server then kills, itself,
-// the group, the job's cgroup and every process carrying the run's token.
+// as such only when its parent has indeed changed, since Go also sends it
+// when the forking thread ends. Either way it kills the job's processes and
+// exits. If a supervisor is killed during a job, the server kills, itself,
+// the job's cgroup and every process carrying the run's token, and Run
+// returns an error saying so.
 //
 // ContainmentMode says which of two modes is active, detected at the first
 // run (by running a probe job each way) and logged once through
@@ -42,11 +44,13 @@
 //
 //   - "cgroup": where cgroup v2 is mounted (the unified hierarchy of a
 //     hybrid system counts) and the server may create cgroups below its own
-//     (root, or a delegated subtree as systemd's Delegate=yes gives), each
-//     run also gets a cgroup of its own, SERVER_CGROUP/servicekit/JOBID.TOKEN,
-//     the shell is born in it (clone3 CLONE_INTO_CGROUP), and the job is
-//     killed with cgroup.kill, which no process can fork its way out of.
-//     Linux 5.14 or later.
+//     (root, or a delegated subtree as systemd's Delegate=yes gives), the
+//     shell is also born (clone3 CLONE_INTO_CGROUP) in a cgroup of the
+//     supervisor's, SERVER_CGROUP/servicekit/sup.PID-N, and whatever the
+//     job leaves is killed with cgroup.kill, which no process can fork its
+//     way out of. The cgroup serves job after job while jobs leave nothing
+//     behind; one that had to be killed is replaced, because Linux kills a
+//     process born into a cgroup after a cgroup.kill. Linux 5.14 or later.
 //   - "subreaper": otherwise, the supervisor alone, which kills the job's
 //     descendants through /proc, over and over until none is left.
 //
@@ -56,9 +60,10 @@
 //
 // Without a supervisor (its probe failed: a binary that cannot re-execute
 // itself, such as a Go library loaded into another program) the server
-// starts the shell directly, in its own process group and cgroup if there
-// is one, with SIGKILL as parent death signal from a thread kept for the
-// shell's lifetime, and says so in the log with a warning. Processes that
+// starts the shell directly, in its own process group and in a cgroup of
+// the run's own (JOBID.TOKEN) if cgroups can be had, with SIGKILL as parent
+// death signal from a thread kept for the shell's lifetime, and says so in
+// the log with a warning. Processes that
 // left the group are then found by their cgroup or by the variable
 // SERVICEKIT_RUN_TOKEN, unique to the run, in their environment: one that
 // replaced its environment outside a cgroup escapes, and when the server is
@@ -66,10 +71,10 @@
 // start).
 //
 // KillStrays(jobID) kills every process on the host whose environment holds
-// SERVICEKIT_JOB_ID=jobID, and what is left in the job's cgroups: the
-// rescue of an attempt whose server died calls it before retrying the job.
-// At detection, job cgroups left by servers that no longer run are emptied
-// and removed.
+// SERVICEKIT_JOB_ID=jobID, and what is left in cgroups of servers that no
+// longer run: the rescue of an attempt whose server died calls it before
+// retrying the job. At detection, too, cgroups left by servers that no
+// longer run are emptied and removed.
 //
 // # Cancellation: SIGTERM, then SIGKILL
 //

@@ -4,8 +4,10 @@ package shell
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,7 +30,7 @@ func init() {
 // selfIterating are the tests that run every containment themselves, or
 // stand in for a server: not run again nested.
 const selfIterating = "^(TestSuiteInOtherModes|TestHostileJobsLeaveNoSurvivors|TestSupervisorKilled|" +
-	"TestStartErrorsUnderSupervisor|TestServerSIGKILL|TestHelperServer|TestSweepDeadServersCgroups|TestContainmentMode)$"
+	"TestStartErrorsUnderSupervisor|TestSupervisorReused|TestServerSIGKILL|TestHelperServer|TestSweepDeadServersCgroups|TestContainmentMode)$"
 
 // TestSuiteInOtherModes runs this package's tests again in a child process,
 // with SERVICEKIT_CONTAINMENT=subreaper and with direct start (no
@@ -126,12 +128,20 @@ func TestServerSIGKILL(t *testing.T) {
 			}
 			for {
 				left, _ := marked(mark)
-				if len(left) == 0 {
-					t.Logf("every process of the job was gone %s after the server's SIGKILL", time.Since(killed).Round(time.Millisecond))
+				left = append(left, supervisorsOf(server.Process.Pid)...)
+				cgroups, _ := filepath.Glob(filepath.Join(active().cgroupBase, fmt.Sprintf("sup.%d-*", server.Process.Pid)))
+				if active().cgroupBase == "" {
+					cgroups = nil
+				}
+				if len(left) == 0 && len(cgroups) == 0 {
+					t.Logf("every process of the job, every supervisor and its cgroup, was gone %s after the server's SIGKILL", time.Since(killed).Round(time.Millisecond))
 					return
 				}
+				if len(left) == 0 && time.Since(killed) > 2*time.Second {
+					t.Fatalf("the dead server's supervisors left their cgroups: %v", cgroups)
+				}
 				if time.Since(killed) > 2*time.Second {
-					t.Fatalf("%d processes of the job outlived the server by 2s:%s\nserver log:\n%s", len(left), describe(left), out)
+					t.Fatalf("%d processes of the job or supervisors outlived the server by 2s:%s\nserver log:\n%s", len(left), describe(left), out)
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
@@ -155,4 +165,19 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// supervisorsOf lists the live supervisors of the server with that pid
+// (their argv names it).
+func supervisorsOf(server int) []int {
+	var out []int
+	want := "\x00" + superviseArg + "\x00" + strconv.Itoa(server) + "\x00"
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		pid, _ := strconv.Atoi(filepath.Base(d))
+		if cmdline, err := os.ReadFile(d + "/cmdline"); err == nil && strings.Contains(string(cmdline), want) && alive(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
