@@ -137,7 +137,7 @@ func TestLostRunIsStoppedAndNotCounted(t *testing.T) {
 			<-ctx.Done()
 			stopped <- context.Cause(ctx)
 			return job.Outcome{Err: ctx.Err()}
-		}, job.Options{Lease: 600 * time.Millisecond, Observer: obs})
+		}, job.Options{Lease: 1500 * time.Millisecond, Observer: obs})
 		r := submit(t, s, job.NewJob{MaxAttempts: 2})
 		<-started
 		// What a rescue and a claim on another node leave behind.
