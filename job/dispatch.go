@@ -67,7 +67,11 @@ func (s *Scheduler) claimAndStart(ctx context.Context) (more bool, retryIn time.
 			return false, 0
 		}
 		if s.fenced.Load() {
-			return false, time.Second // no new runs until leases can be renewed
+			select { // no new runs until leases can be renewed: try one now
+			case s.renewNow <- struct{}{}:
+			default:
+			}
+			return false, time.Second
 		}
 		if free <= 0 {
 			return true, 0

@@ -41,6 +41,10 @@ func (s *Scheduler) maintain(ctx context.Context) {
 			s.rescueAsync(ctx)
 		case <-s.rescueNow:
 			s.rescueAsync(ctx)
+		case <-s.renewNow:
+			if err := s.renewLeases(ctx); err != nil && ctx.Err() == nil {
+				s.log.Debug("renew job leases (asked by the fenced dispatcher)", "error", err)
+			}
 		case <-retention.C:
 			s.cleanup(ctx)
 		}
@@ -194,15 +198,34 @@ func (s *Scheduler) fence(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		since := time.Since(time.UnixMilli(s.renewedAt.Load()))
-		if since < s.opt.Lease/2 || s.RunningCount() == 0 {
+		renewed := time.UnixMilli(s.renewedAt.Load())
+		since := time.Since(renewed)
+		if since < s.opt.Lease/2 {
 			continue
 		}
-		if n := s.cancelAll(errFenced); n > 0 && s.fenced.CompareAndSwap(false, true) {
+		// A run's lease was set when it started, and renewed with the rest
+		// after: it is at risk once the later of the two is Lease/2 ago.
+		n := 0
+		s.mu.Lock()
+		for _, a := range s.active {
+			if time.Since(later(a.since, renewed)) >= s.opt.Lease/2 {
+				a.cancel(errFenced)
+				n++
+			}
+		}
+		s.mu.Unlock()
+		if n > 0 && s.fenced.CompareAndSwap(false, true) {
 			s.log.Error("cannot renew job leases: stopping this node's runs before their leases expire",
 				"runs", n, "last_renewal_ago", since.Round(time.Millisecond), "lease", s.opt.Lease)
 		}
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // pickUpCancels cancels local runs whose cancel_requested flag is set.

@@ -263,7 +263,8 @@ type Scheduler struct {
 	fenced    atomic.Bool  // runs were stopped for want of a renewal
 	rescuing  atomic.Bool  // a rescue pass is under way
 	rescueNow chan struct{}
-	abandoned atomic.Int64 // attempts given up on whose goroutine has not returned
+	renewNow  chan struct{} // a fenced dispatcher asks for a renewal now
+	abandoned atomic.Int64  // attempts given up on whose goroutine has not returned
 	host      string
 
 	pendMu       sync.Mutex // guards the pending-queue bound (reservePending)
@@ -311,7 +312,7 @@ func New(db *store.DB, artifacts *artifact.Manager, exec Executor, opt Options) 
 		db: db, artifacts: artifacts, exec: exec, opt: opt,
 		log: opt.Logger, hub: newHub(), notify: db.Notifier(), host: host,
 		wake: make(chan struct{}, 1), slots: make(chan struct{}, opt.MaxConcurrency),
-		freed: make(chan struct{}, 1), active: map[string]*active{}, rescueNow: make(chan struct{}, 1),
+		freed: make(chan struct{}, 1), active: map[string]*active{}, rescueNow: make(chan struct{}, 1), renewNow: make(chan struct{}, 1),
 	}
 	s.wakes.changed = make(chan struct{}, 1)
 	db.MustBind(withCols(queries), &s.q)
@@ -422,7 +423,9 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 	// and a claim — and start it. Its events still tell pending, then running.
 	s.submitMu.RLock()
 	defer s.submitMu.RUnlock()
-	if !s.backlog.Load() && !s.closing.Load() && s.tryTakeSlot() {
+	// Not while fenced: runs started before a renewal worked again would be
+	// stopped by the fence at once.
+	if !s.backlog.Load() && !s.closing.Load() && !s.fenced.Load() && s.tryTakeSlot() {
 		run, err := s.insertRunning(ctx, r, data, timeout, now)
 		if err != nil {
 			<-s.slots
