@@ -38,5 +38,6 @@
 // numbers RELIABILITY.md reports: `go test -v ./faulttest/ | grep FIGURES`.
 //
 // The suite runs in `go test ./...` (and in .ci/run with -race, as root);
-// with -race on two cores it takes about three minutes.
+// with -race on two cores it takes about two minutes once the servers are
+// built.
 package faulttest
