@@ -338,12 +338,10 @@ func (db *DB) MigrationStatus(ctx context.Context) ([]*goose.MigrationStatus, er
 
 // InTx runs fn in a write transaction and commits it if fn returns nil.
 // Trouble with the database itself comes back as ErrUnavailable; on SQLite
-// the file is checked to be the one opened before and after, so a commit
-// reported done is in the file a restart opens.
+// the file is checked to be the one opened once the commit is done (one stat
+// per transaction, not two: a commit into a lost file is reported failed), so
+// a commit reported done is in the file a restart opens.
 func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if err := db.checkFile(); err != nil {
-		return db.guard(err)
-	}
 	tx, err := db.W.BeginTx(ctx, nil)
 	if err != nil {
 		return db.guard(err)
