@@ -81,6 +81,13 @@ func TestNotifierAcrossProcesses(t *testing.T) {
 // lost meanwhile), and signals flow again.
 func TestNotifierReconnects(t *testing.T) {
 	url := dbtest.PostgresURL(t)
+	// No periodic resync during the test: the resync counted below must be
+	// the reconnect's (a periodic one could come before the listener even
+	// noticed its connection died, and the signal sent then would be lost).
+	// Set before the notifiers start and restored after they stopped.
+	every := store.ResyncEvery
+	store.ResyncEvery = time.Hour
+	t.Cleanup(func() { store.ResyncEvery = every })
 	a, b := dbtest.Open(t, url), dbtest.Open(t, url)
 	ctx := context.Background()
 	got := make(chan string, 10)
