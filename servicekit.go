@@ -168,6 +168,7 @@ type Service struct {
 	shutdownFor time.Duration
 	closeOnce   sync.Once
 	stopPurge   context.CancelFunc
+	stopCron    func() // stops the schedule loop and waits for it
 }
 
 // Build opens and migrates the database and starts job processing.
@@ -205,7 +206,7 @@ func (b *Builder) Build(ctx context.Context) (*Service, error) {
 	jobMetrics.Watch(jobs, log)
 	svc := &Service{DB: db, Jobs: jobs, Artifacts: arts, log: log, shutdownFor: b.shutdownFor}
 	if b.tasks {
-		svc.Tasks = task.NewManager(db, jobs, arts, task.Options{Registry: b.registry, Policy: b.policy, Provided: b.provided, Logger: log})
+		svc.Tasks = task.NewManager(db, jobs, arts, task.Options{Registry: b.registry, Policy: b.policy, Provided: b.provided, Logger: log, ScheduleObserver: jobMetrics})
 		if err := svc.Tasks.Check(); err != nil {
 			db.Close()
 			return nil, err
@@ -220,6 +221,9 @@ func (b *Builder) Build(ctx context.Context) (*Service, error) {
 		return nil, err
 	}
 	defer svc.startPurge()
+	if svc.Tasks != nil {
+		defer svc.startSchedules()
+	}
 	svc.Server = httpapi.New(httpapi.Deps{Info: b.info, DB: db, Jobs: jobs, Tasks: svc.Tasks, Artifacts: arts, Logger: log, Metrics: metrics, Auth: b.auth, HealthChecks: b.health})
 	return svc, nil
 }
@@ -246,6 +250,17 @@ func (s *Service) startPurge() {
 	}()
 }
 
+// startSchedules runs the task schedules (every node does; a slot fires once).
+func (s *Service) startSchedules() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Tasks.RunSchedules(ctx)
+	}()
+	s.stopCron = func() { cancel(); <-done }
+}
+
 // Run blocks until ctx is done, then shuts down gracefully.
 func (s *Service) Run(ctx context.Context) error {
 	<-ctx.Done()
@@ -260,6 +275,9 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		if s.stopPurge != nil {
 			s.stopPurge()
+		}
+		if s.stopCron != nil {
+			s.stopCron() // no fire after this: the jobs it would store are refused
 		}
 		s.Jobs.Shutdown(ctx, s.shutdownFor)
 		err = s.DB.Close()

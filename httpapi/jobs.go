@@ -31,7 +31,8 @@ func (s *Server) registerJobs() {
 		Summary: "List jobs, newest first", Description: "Without page/size at most the newest 100.",
 	}, func(ctx context.Context, in *struct {
 		Status string `query:"status" doc:"pending, running, completed, failed or canceled"`
-		TaskID string `query:"task_id" doc:"only jobs of this task"`
+		TaskID  string `query:"task_id" doc:"only jobs of this task"`
+		Trigger string `query:"trigger" doc:"only jobs made by api ($execute) or schedule"`
 		PageQuery
 	}) (*listOut, error) {
 		st, err := jobStatus(in.Status)
@@ -44,7 +45,10 @@ func (s *Server) registerJobs() {
 			}
 		}
 		paged, limit, offset := in.paged(100)
-		items, total, err := j.List(ctx, job.Filter{Status: st, TaskID: in.TaskID}, limit, offset)
+		if in.Trigger != "" && in.Trigger != job.TriggerAPI && in.Trigger != job.TriggerSchedule {
+			return nil, problemf(400, "query trigger=%q: want api or schedule", in.Trigger)
+		}
+		items, total, err := j.List(ctx, job.Filter{Status: st, TaskID: in.TaskID, Trigger: in.Trigger}, limit, offset)
 		if err != nil {
 			return nil, s.toProblem(ctx, err)
 		}

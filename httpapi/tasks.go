@@ -128,7 +128,7 @@ func (s *Server) registerTasks() {
 		huma.Register(s.api, huma.Operation{
 			OperationID: "update-task-" + method, Method: method, Path: "/api/v1/tasks/{id}", Tags: tasksTag,
 			Summary:     "Update the fields given, keep the others",
-			Description: "A field given as null is reset (params, env, timeout_seconds to null; retries to 0).",
+			Description: "A field given as null is reset (params, env, timeout_seconds, schedule, max_concurrent to null; retries and priority to 0; timezone to UTC; overlap to skip; catch_up to latest).",
 		}, update)
 	}
 
@@ -177,6 +177,24 @@ func (s *Server) registerTasks() {
 			Body     ExecuteAccepted
 		}{Status: http.StatusAccepted, Location: "/api/v1/jobs/" + r.ID,
 			Body: ExecuteAccepted{JobID: r.ID, TaskID: r.TaskID, Message: "Task execution started"}}, nil
+	})
+
+	huma.Register(s.api, huma.Operation{
+		OperationID: "task-schedule", Method: http.MethodGet, Path: "/api/v1/tasks/{id}/$schedule", Tags: tasksTag,
+		Summary:     "When the task fires next, and what it fired last",
+		Description: "The next slots of the task's schedule in UTC and in its zone (none without a schedule or when disabled), and the last job its schedule fired.",
+	}, func(ctx context.Context, in *struct {
+		TaskPath
+		N int `query:"n" default:"5" minimum:"1" maximum:"100" doc:"how many next slots"`
+	}) (*struct{ Body *task.ScheduleInfo }, error) {
+		if err := checkID("task id", in.ID); err != nil {
+			return nil, err
+		}
+		info, err := m.ScheduleOf(ctx, in.ID, in.N)
+		if err != nil {
+			return nil, s.toProblem(ctx, err)
+		}
+		return &struct{ Body *task.ScheduleInfo }{Body: info}, nil
 	})
 
 	huma.Register(s.api, huma.Operation{

@@ -83,11 +83,15 @@ func (s *Scheduler) claimAndStart(ctx context.Context) (more bool, retryIn time.
 			}
 			return false, time.Second // the database may be back soon
 		}
+		limited := false
 		for _, r := range recs {
 			s.slots <- struct{}{}
 			s.start(r)
+			limited = limited || r.limited
 		}
-		if len(recs) < free {
+		// A claim takes one job per limited task: with a limited job in
+		// it, more of that task may be ready, so claim again.
+		if len(recs) < free && !limited {
 			s.backlog.Store(false)
 			return false, 0
 		}
@@ -114,8 +118,15 @@ func (s *Scheduler) claim(ctx context.Context, n int) ([]*Record, error) {
 	s.claims.Add(1)
 	err := s.do(ctx, func(tx *sql.Tx) error {
 		recs = recs[:0]
-		rows, err := s.db.QueryTx(ctx, tx, s.q.ClaimNext, now.UnixMilli(), n, now.UnixMilli(), s.opt.Node,
-			now.Add(s.opt.Lease).UnixMilli())
+		var rows *sql.Rows
+		var err error
+		if s.db.Dialect == store.Postgres {
+			rows, err = s.db.QueryTx(ctx, tx, s.q.ClaimNextPG, now.UnixMilli(), n, now.UnixMilli(), s.opt.Node,
+				now.Add(s.opt.Lease).UnixMilli())
+		} else {
+			rows, err = s.db.QueryTx(ctx, tx, s.q.ClaimNext, now.UnixMilli(), now.UnixMilli(), n, now.UnixMilli(), s.opt.Node,
+				now.Add(s.opt.Lease).UnixMilli())
+		}
 		if err != nil {
 			return err
 		}
@@ -293,6 +304,7 @@ func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture, rele
 		return // the attempt was no longer ours: whoever took it reports its end
 	}
 	s.changed(r.ID)
+	s.limitFreed(r)
 	if end.Status == Pending {
 		s.backlog.Store(true)
 		at := time.Now().Add(wait)
@@ -306,6 +318,19 @@ func (s *Scheduler) finish(r *Record, out Outcome, cause error, c *capture, rele
 	}
 	s.opt.Observer.Finished(end, end.Status, ran)
 	s.logEnd(end, ran)
+}
+
+// limitFreed wakes the dispatchers of every node when a run that counted
+// against its task's concurrency limit ended: a job of the task that the
+// limit held back may start now, and no other signal says so (no submit,
+// and the claim that left it pending found "nothing ready").
+func (s *Scheduler) limitFreed(r *Record) {
+	if !r.limited {
+		return
+	}
+	s.backlog.Store(true)
+	s.kick()
+	s.notify.PublishRemote(topicReady, "")
 }
 
 // logEnd writes the one line per finished job an operator tailing the log sees.

@@ -411,6 +411,7 @@ func (s *Scheduler) rescueOne(ctx context.Context, v victim, now time.Time) (boo
 		s.sweep(v)
 	}
 	s.changed(rec.ID)
+	s.limitFreed(rec)
 	if rec.Status.Terminal() {
 		s.opt.Observer.Finished(rec, rec.Status, 0)
 		s.logEnd(rec, 0)

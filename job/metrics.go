@@ -18,6 +18,9 @@ type Metrics struct {
 	finished    *prometheus.CounterVec
 	jobDuration *prometheus.HistogramVec
 	queueWait   *prometheus.HistogramVec
+	fires       prometheus.Counter
+	skips       *prometheus.CounterVec
+	lag         prometheus.Histogram
 	reg         prometheus.Registerer
 }
 
@@ -38,7 +41,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "servicekit_job_queue_wait_seconds", Help: "Time from submit to start of an attempt, by type.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 12),
 	}, []string{"type"})
-	reg.MustRegister(m.submitted, m.finished, m.jobDuration, m.queueWait)
+	m.fires = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "servicekit_schedule_fires_total", Help: "Schedule slots this node fired as a job.",
+	})
+	m.skips = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "servicekit_schedule_skips_total",
+		Help: "Schedule slots that fired no job, by reason: overlap (a job of the task was still going), missed (catch_up left it out), queue_full, error.",
+	}, []string{"reason"})
+	m.lag = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "servicekit_schedule_lag_seconds", Help: "Time from a schedule slot to the start of its job's first attempt.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+	})
+	reg.MustRegister(m.submitted, m.finished, m.jobDuration, m.queueWait, m.fires, m.skips, m.lag)
 	return m
 }
 
@@ -48,7 +62,16 @@ func (m *Metrics) Submitted(jobType string) { m.submitted.WithLabelValues(jobTyp
 // Started implements Observer.
 func (m *Metrics) Started(r *Record, wait time.Duration) {
 	m.queueWait.WithLabelValues(r.Type).Observe(wait.Seconds())
+	if r.ScheduledFor != nil && r.Attempt == 1 && r.StartedAt != nil {
+		m.lag.Observe(max(r.StartedAt.Sub(*r.ScheduledFor), 0).Seconds())
+	}
 }
+
+// Fired counts a schedule slot fired by this node (task.ScheduleObserver).
+func (m *Metrics) Fired() { m.fires.Inc() }
+
+// Skipped counts a schedule slot that fired no job (task.ScheduleObserver).
+func (m *Metrics) Skipped(reason string) { m.skips.WithLabelValues(reason).Inc() }
 
 // Finished implements Observer.
 func (m *Metrics) Finished(r *Record, status Status, ran time.Duration) {

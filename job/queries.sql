@@ -5,21 +5,46 @@
 
 -- name: Insert
 INSERT INTO jobs (id, task_id, type, command, task_snapshot, params, env, status, attempt,
-                  max_attempts, timeout_ms, submitted_at, run_after, event_seq)
-VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, 1)
+                  max_attempts, timeout_ms, submitted_at, run_after, event_seq, triggered_by, priority)
+VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, 1, ?, ?)
+
+-- A schedule's fire: one job per (task, slot) however many nodes fire it
+-- (the unique index jobs_slot makes the second insert a no-op), and with
+-- overlap "skip" (the last parameter 1) none while a job of the task is
+-- pending or running. No row inserted: the slot was taken or skipped.
+-- name: InsertFire
+INSERT INTO jobs (id, task_id, type, command, task_snapshot, params, env, status, attempt,
+                  max_attempts, timeout_ms, submitted_at, run_after, event_seq, triggered_by, priority,
+                  scheduled_for)
+SELECT ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, 1, 'schedule', ?, ?
+WHERE ? = 0 OR NOT EXISTS (SELECT 1 FROM jobs a WHERE a.task_id = ? AND a.status IN ('pending', 'running'))
+ON CONFLICT (task_id, scheduled_for) DO NOTHING
+
+-- name: SlotTaken
+SELECT COUNT(*) FROM jobs WHERE task_id = ? AND scheduled_for = ?
+
+-- The latest slot a task's schedule handled (fired, skipped or found
+-- taken), in the fire's transaction: what start-up catch-up counts from.
+-- name: MarkSlot
+UPDATE tasks SET last_slot = ? WHERE id = ? AND (last_slot IS NULL OR last_slot < ?)
+
+-- name: ActiveOfTask
+SELECT id FROM jobs WHERE task_id = ? AND status IN ('pending', 'running') ORDER BY id
 
 -- name: InsertRunning
 INSERT INTO jobs (id, task_id, type, command, task_snapshot, params, env, status, attempt,
-                  max_attempts, timeout_ms, submitted_at, run_after, started_at, node, lease_until, event_seq)
-VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?, 2)
+                  max_attempts, timeout_ms, submitted_at, run_after, started_at, node, lease_until, event_seq,
+                  triggered_by, priority)
+VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?, 2, ?, ?)
 
 -- The same with its two first events, as one statement: PostgreSQL only
 -- (data-modifying WITH); one round trip and an autocommit instead of four.
 -- name: InsertRunningPG
 WITH j AS (
     INSERT INTO jobs (id, task_id, type, command, task_snapshot, params, env, status, attempt,
-                      max_attempts, timeout_ms, submitted_at, run_after, started_at, node, lease_until, event_seq)
-    VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?, 2)
+                      max_attempts, timeout_ms, submitted_at, run_after, started_at, node, lease_until, event_seq,
+                      triggered_by, priority)
+    VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 1, ?, ?, ?, ?, ?, ?, ?, 2, ?, ?)
     RETURNING id)
 INSERT INTO job_events (job_id, seq, kind, count, bytes, data)
 SELECT id, 1, 'status', 1, ?::bigint, ?::text FROM j UNION ALL SELECT id, 2, 'status', 1, ?::bigint, ?::text FROM j
@@ -30,17 +55,61 @@ SELECT id, 1, 'status', 1, ?::bigint, ?::text FROM j UNION ALL SELECT id, 2, 'st
 -- so one claim took far more jobs than slots (49 on a node of 1, caught by
 -- TestMaxPendingHoldsUnderConcurrentSubmits). LIMIT (? + 0), not LIMIT ?:
 -- SQLite's planner uses a plain LIMIT parameter's value, so each new value
--- re-prepared the statement (3x its cost, measured). ORDER BY id (ULIDs
--- are in submit order) walks the (status, id) index: ordering by run_after
--- sorted every pending job on each claim.
+-- re-prepared the statement (3x its cost, measured). ORDER BY priority
+-- DESC, id (ULIDs are in submit order) walks the partial index jobs_ready:
+-- ordering by run_after sorted every pending job on each claim.
+--
+-- A job whose task has a concurrency limit (tasks.conc_limit) is ready only
+-- while fewer jobs of the task run than the limit, and only the first such
+-- job of its task (priority, then submit order) is taken per claim: the
+-- count cannot tell two picks of one statement apart. The dispatcher claims
+-- again at once when a claim took a limited job. SQLite has one writer, so
+-- counting the task's running rows in the statement is exact.
 -- name: ClaimNext
 WITH ready AS MATERIALIZED (
-    SELECT id FROM jobs WHERE status = 'pending' AND run_after <= ?
-    ORDER BY id LIMIT (? + 0) /*SKIP_LOCKED*/)
+    SELECT j.id FROM jobs j LEFT JOIN tasks t ON t.id = j.task_id
+    WHERE j.status = 'pending' AND j.run_after <= ?
+      AND (t.conc_limit IS NULL OR (
+          t.conc_limit > (SELECT COUNT(*) FROM jobs r WHERE r.task_id = j.task_id AND r.status = 'running')
+          AND j.id = (SELECT p.id FROM jobs p WHERE p.task_id = j.task_id AND p.status = 'pending'
+                      AND p.run_after <= ? ORDER BY p.priority DESC, p.id LIMIT 1)))
+    ORDER BY j.priority DESC, j.id LIMIT (? + 0))
 UPDATE jobs
 SET status = 'running', attempt = attempt + 1, started_at = ?, node = ?, lease_until = ?,
-    event_seq = event_seq + 1
+    event_seq = event_seq + 1,
+    limited = EXISTS (SELECT 1 FROM tasks t WHERE t.id = jobs.task_id AND t.conc_limit IS NOT NULL)
 WHERE status = 'pending' AND id IN (SELECT id FROM ready)
+RETURNING /*COLS*/
+
+-- On PostgreSQL nodes claim concurrently, and a count in the statement's
+-- snapshot would not see another node's claim committing meanwhile. So the
+-- limit is a counter, tasks.running, that the claim raises only while it is
+-- under the limit, on the task row locked (in id order, so two claims never
+-- deadlock): FOR UPDATE re-reads a row another transaction changed and
+-- re-checks the condition on its newest version. The trigger
+-- jobs_limited_end gives the count back whenever a counted run ends.
+-- name: ClaimNextPG
+WITH ready AS MATERIALIZED (
+    SELECT j.id, j.task_id, j.priority, t.conc_limit FROM jobs j LEFT JOIN tasks t ON t.id = j.task_id
+    WHERE j.status = 'pending' AND j.run_after <= ?
+      AND (t.conc_limit IS NULL OR t.running < t.conc_limit)
+    ORDER BY j.priority DESC, j.id LIMIT (? + 0)
+    FOR UPDATE OF j SKIP LOCKED),
+firsts AS (
+    SELECT DISTINCT ON (task_id) id, task_id FROM ready WHERE conc_limit IS NOT NULL
+    ORDER BY task_id, priority DESC, id),
+locked AS (
+    SELECT t.id FROM tasks t WHERE t.id IN (SELECT task_id FROM firsts) AND t.running < t.conc_limit
+    ORDER BY t.id FOR UPDATE),
+counted AS (
+    UPDATE tasks SET running = running + 1 WHERE id IN (SELECT id FROM locked) RETURNING id)
+UPDATE jobs
+SET status = 'running', attempt = attempt + 1, started_at = ?, node = ?, lease_until = ?,
+    event_seq = event_seq + 1,
+    limited = CASE WHEN jobs.task_id IN (SELECT id FROM counted) THEN 1 ELSE 0 END
+WHERE status = 'pending'
+  AND (id IN (SELECT id FROM ready WHERE conc_limit IS NULL)
+       OR id IN (SELECT f.id FROM firsts f JOIN counted c ON c.id = f.task_id))
 RETURNING /*COLS*/
 
 -- name: NextRunAfter
@@ -185,11 +254,11 @@ SELECT /*COLS*/ FROM jobs WHERE id = ?
 
 -- name: List
 SELECT /*COLS*/ FROM jobs
-WHERE (? = '' OR status = ?) AND (? = '' OR task_id = ?)
+WHERE (? = '' OR status = ?) AND (? = '' OR task_id = ?) AND (? = '' OR triggered_by = ?)
 ORDER BY id DESC LIMIT ? OFFSET ?
 
 -- name: Count
-SELECT COUNT(*) FROM jobs WHERE (? = '' OR status = ?) AND (? = '' OR task_id = ?)
+SELECT COUNT(*) FROM jobs WHERE (? = '' OR status = ?) AND (? = '' OR task_id = ?) AND (? = '' OR triggered_by = ?)
 
 -- name: CountPending
 SELECT COUNT(*) FROM jobs WHERE status = 'pending'
@@ -209,5 +278,9 @@ SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT 1000
 -- name: TaskHasJob
 SELECT COUNT(*) FROM jobs WHERE task_id = ?
 
+-- Ready: due, and not held back by its task's concurrency limit.
 -- name: CountReady
-SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND run_after <= ?
+SELECT COUNT(*) FROM jobs j LEFT JOIN tasks t ON t.id = j.task_id
+WHERE j.status = 'pending' AND j.run_after <= ?
+  AND (t.conc_limit IS NULL
+       OR t.conc_limit > (SELECT COUNT(*) FROM jobs r WHERE r.task_id = j.task_id AND r.status = 'running'))

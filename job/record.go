@@ -55,6 +55,9 @@ type Record struct {
 	ArtifactID     *string           `json:"artifact_id"`
 	Progress       *Progress         `json:"progress"`
 	Node           *string           `json:"node"`
+	Trigger        string            `json:"trigger" enum:"api,schedule" doc:"what made the job: an $execute (or Submit) call, or the task's schedule"`
+	ScheduledFor   *time.Time        `json:"scheduled_for" doc:"the schedule slot this job fires for (null unless trigger is schedule)"`
+	Priority       int               `json:"priority" doc:"higher runs first among ready jobs"`
 
 	// Task is the snapshot of the task as it was when the job was submitted.
 	Task json.RawMessage `json:"-"`
@@ -63,12 +66,21 @@ type Record struct {
 	eventSeq  int64
 	// cancelLevel is jobs.cancel_requested: 1 a cancel, 2 a delete was asked.
 	cancelLevel int
+	// limited: the run counts against its task's concurrency limit, so its
+	// end may let a waiting job of the task start (on any node).
+	limited bool
 }
+
+// Triggers: what made a job.
+const (
+	TriggerAPI      = "api"
+	TriggerSchedule = "schedule"
+)
 
 // cols is the column list every query that returns a Record selects, in scan order.
 const cols = `id, task_id, type, command, task_snapshot, params, env, status, attempt, max_attempts,
  timeout_ms, submitted_at, started_at, finished_at, exit_code, result, error, error_traceback,
- artifact_id, progress, node, event_seq, cancel_requested`
+ artifact_id, progress, node, event_seq, cancel_requested, triggered_by, scheduled_for, priority, limited`
 
 func withCols(q sqlq.Queries) sqlq.Queries {
 	out := make(sqlq.Queries, len(q))
@@ -84,13 +96,16 @@ func scanRecord(row scanner) (*Record, error) {
 	var r Record
 	var snapshot string
 	var params, env, result, progress *string
-	var timeout, started, finished *int64
-	var submitted int64
+	var timeout, started, finished, slot *int64
+	var submitted, limited int64
 	if err := row.Scan(&r.ID, &r.TaskID, &r.Type, &r.Command, &snapshot, &params, &env, &r.Status,
 		&r.Attempt, &r.MaxAttempts, &timeout, &submitted, &started, &finished, &r.ExitCode, &result,
-		&r.Error, &r.ErrorTraceback, &r.ArtifactID, &progress, &r.Node, &r.eventSeq, &r.cancelLevel); err != nil {
+		&r.Error, &r.ErrorTraceback, &r.ArtifactID, &progress, &r.Node, &r.eventSeq, &r.cancelLevel,
+		&r.Trigger, &slot, &r.Priority, &limited); err != nil {
 		return nil, err
 	}
+	r.ScheduledFor = msTimePtr(slot)
+	r.limited = limited != 0
 	r.Task = json.RawMessage(snapshot)
 	r.SubmittedAt = msTime(submitted)
 	r.StartedAt = msTimePtr(started)

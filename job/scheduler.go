@@ -29,6 +29,7 @@ var queries = sqlq.MustLoad(queryFS, "queries.sql")
 
 // jobQueries are the statements of queries.sql, one field per "-- name:".
 type jobQueries struct {
+	InsertFire, SlotTaken, MarkSlot, ActiveOfTask, ClaimNextPG                                               string
 	Insert, InsertRunning, InsertRunningPG, ClaimNext, NextRunAfter, Finish, FinishPG, Requeue, EndCanceled string
 	CancelPending, RequestCancel, SetProgress, ReserveSeq, RenewLeases, ReleaseLease, CancelRequestedHere   string
 	Expired, RunningNodes, RunningOn, RescueRequeue, RescueEnd                                              string
@@ -43,6 +44,10 @@ var (
 	ErrAlreadyFinished = errors.New("job already finished")
 	ErrShuttingDown    = errors.New("scheduler is shutting down")
 	ErrQueueFull       = errors.New("pending job queue is full")
+	// ErrSlotTaken: a job for this schedule slot exists (another node fired it).
+	ErrSlotTaken = errors.New("schedule slot already fired")
+	// ErrOverlap: the fire was skipped, a job of the task is still pending or running.
+	ErrOverlap = errors.New("skipped: a job of the task is still pending or running")
 	// ErrStillRunning: a delete was asked of the job's node, which has not
 	// stopped it yet (it is cut off or slow); the job is deleted when it stops
 	// or when its lease expires and another node rescues it.
@@ -382,6 +387,17 @@ type NewJob struct {
 	Task        json.RawMessage // snapshot of the task as executed
 	Timeout     time.Duration
 	MaxAttempts int
+	// Priority orders ready jobs: higher first, ties in submit order.
+	Priority int
+	// Limited: the task has a concurrency limit, so the job always goes
+	// through the claim, which enforces it (never the submit fast path).
+	Limited bool
+	// ScheduledFor makes the job a schedule's fire for that slot: stored
+	// only if no job of the task has that slot yet (ErrSlotTaken), and with
+	// SkipIfActive only if no job of the task is pending or running
+	// (ErrOverlap).
+	ScheduledFor *time.Time
+	SkipIfActive bool
 }
 
 // Submit stores a new pending job and wakes the dispatcher. When it returns
@@ -408,6 +424,11 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 		ID: ids.New(), TaskID: n.TaskID, Type: n.Type, Command: n.Command, Status: Pending,
 		Params: n.Params, Env: n.Env, MaxAttempts: n.MaxAttempts, SubmittedAt: now,
 		Task: n.Task, TimeoutMS: n.Timeout.Milliseconds(), eventSeq: 1,
+		Trigger: TriggerAPI, Priority: n.Priority,
+	}
+	if n.ScheduledFor != nil {
+		slot := n.ScheduledFor.UTC().Truncate(time.Millisecond)
+		r.Trigger, r.ScheduledFor = TriggerSchedule, &slot
 	}
 	var timeout *int64
 	if r.TimeoutMS > 0 {
@@ -425,7 +446,7 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 	defer s.submitMu.RUnlock()
 	// Not while fenced: runs started before a renewal worked again would be
 	// stopped by the fence at once.
-	if !s.backlog.Load() && !s.closing.Load() && !s.fenced.Load() && s.tryTakeSlot() {
+	if r.ScheduledFor == nil && !n.Limited && !s.backlog.Load() && !s.closing.Load() && !s.fenced.Load() && s.tryTakeSlot() {
 		run, err := s.insertRunning(ctx, r, data, timeout, now)
 		if err != nil {
 			<-s.slots
@@ -437,13 +458,19 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 		return run, nil
 	}
 	err = s.do(ctx, func(tx *sql.Tx) error {
+		if r.ScheduledFor != nil {
+			return s.insertFire(ctx, tx, r, n.SkipIfActive, data, timeout, ms)
+		}
 		if _, err := s.db.ExecTx(ctx, tx, s.q.Insert, r.ID, r.TaskID, r.Type, r.Command, string(r.Task),
-			jsonText(r.Params), jsonText(r.Env), r.MaxAttempts, timeout, ms, ms); err != nil {
+			jsonText(r.Params), jsonText(r.Env), r.MaxAttempts, timeout, ms, ms, r.Trigger, r.Priority); err != nil {
 			return err
 		}
 		_, err := s.db.ExecTx(ctx, tx, s.q.InsertEvent, r.ID, 1, "status", 1, len(data), string(data))
 		return err
 	})
+	if errors.Is(err, ErrSlotTaken) || errors.Is(err, ErrOverlap) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store job: %w", err)
 	}
@@ -452,6 +479,54 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 	s.kick()
 	s.notify.PublishRemote(topicReady, "") // idle nodes beside a busy one take it
 	return r, nil
+}
+
+// insertFire stores a schedule's fire in the batch's transaction, with the
+// slot marked handled on the task whether this node's insert won or not.
+func (s *Scheduler) insertFire(ctx context.Context, tx *sql.Tx, r *Record, skipIfActive bool, data []byte, timeout *int64, ms int64) error {
+	slot := r.ScheduledFor.UnixMilli()
+	skip := 0
+	if skipIfActive {
+		skip = 1
+	}
+	res, err := s.db.ExecTx(ctx, tx, s.q.InsertFire, r.ID, r.TaskID, r.Type, r.Command, string(r.Task),
+		jsonText(r.Params), jsonText(r.Env), r.MaxAttempts, timeout, ms, ms, r.Priority, slot, skip, r.TaskID)
+	if err != nil {
+		return err
+	}
+	if _, err := s.db.ExecTx(ctx, tx, s.q.MarkSlot, slot, r.TaskID, slot); err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		var taken int
+		if err := s.db.QueryRowTx(ctx, tx, s.q.SlotTaken, r.TaskID, slot).Scan(&taken); err != nil {
+			return err
+		}
+		if taken > 0 {
+			return ErrSlotTaken
+		}
+		return ErrOverlap
+	}
+	_, err = s.db.ExecTx(ctx, tx, s.q.InsertEvent, r.ID, 1, "status", 1, len(data), string(data))
+	return err
+}
+
+// ActiveJobs lists the ids of a task's pending and running jobs, oldest first.
+func (s *Scheduler) ActiveJobs(ctx context.Context, taskID string) ([]string, error) {
+	rows, err := s.db.Query(ctx, s.q.ActiveOfTask, taskID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
 }
 
 // tryTakeSlot takes a run slot if one is free.
@@ -479,13 +554,13 @@ func (s *Scheduler) insertRunning(ctx context.Context, pending *Record, pendingD
 		// WAL flushes in the server: no batch transaction needed.
 		_, err = s.db.Exec(ctx, s.q.InsertRunningPG, run.ID, run.TaskID, run.Type, run.Command, string(run.Task),
 			jsonText(run.Params), jsonText(run.Env), run.MaxAttempts, timeout, ms, ms, ms, s.opt.Node,
-			now.Add(s.opt.Lease).UnixMilli(), len(pendingData), string(pendingData), len(runData), string(runData))
+			now.Add(s.opt.Lease).UnixMilli(), run.Trigger, run.Priority, len(pendingData), string(pendingData), len(runData), string(runData))
 		return &run, err
 	}
 	err = s.do(ctx, func(tx *sql.Tx) error {
 		if _, err := s.db.ExecTx(ctx, tx, s.q.InsertRunning, run.ID, run.TaskID, run.Type, run.Command, string(run.Task),
 			jsonText(run.Params), jsonText(run.Env), run.MaxAttempts, timeout, ms, ms, ms, s.opt.Node,
-			now.Add(s.opt.Lease).UnixMilli()); err != nil {
+			now.Add(s.opt.Lease).UnixMilli(), run.Trigger, run.Priority); err != nil {
 			return err
 		}
 		_, err := s.db.ExecTx(ctx, tx, s.q.InsertTwoEvents, run.ID, 1, "status", 1, len(pendingData), string(pendingData),
@@ -550,16 +625,18 @@ func (s *Scheduler) Get(ctx context.Context, id string) (*Record, error) {
 type Filter struct {
 	Status Status
 	TaskID string
+	// Trigger is TriggerAPI or TriggerSchedule.
+	Trigger string
 }
 
 // List returns jobs newest first, limit at a time from offset, and how many match in all.
 func (s *Scheduler) List(ctx context.Context, f Filter, limit, offset int) ([]*Record, int, error) {
 	st := string(f.Status)
 	var total int
-	if err := s.db.QueryRow(ctx, s.q.Count, st, st, f.TaskID, f.TaskID).Scan(&total); err != nil {
+	if err := s.db.QueryRow(ctx, s.q.Count, st, st, f.TaskID, f.TaskID, f.Trigger, f.Trigger).Scan(&total); err != nil {
 		return nil, 0, err
 	}
-	rows, err := s.db.Query(ctx, s.q.List, st, st, f.TaskID, f.TaskID, limit, offset)
+	rows, err := s.db.Query(ctx, s.q.List, st, st, f.TaskID, f.TaskID, f.Trigger, f.Trigger, limit, offset)
 	if err != nil {
 		return nil, 0, err
 	}

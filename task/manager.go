@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +27,13 @@ var queryFS embed.FS
 var queries = sqlq.MustLoad(queryFS, "queries.sql")
 
 // taskQueries are the statements of queries.sql, one field per "-- name:".
-type taskQueries struct{ Insert, Get, GetVersion, List, Count, Update, Delete, WithJobFlag string }
+type taskQueries struct {
+	Insert, Get, GetVersion, List, Count, Update, Delete, WithJobFlag, Scheduled, LastFire string
+}
+
+// taskCols is what every query that returns a task selects, in scanTask's order.
+const taskCols = `id, command, type, enabled, params, env, timeout_seconds, retries, created_at, updated_at,
+ schedule, timezone, overlap, catch_up, max_concurrent, priority, schedule_since, last_slot`
 
 // ShellPolicy decides whether a shell command may be stored or run. Check
 // returns nil to allow, or an error whose text says why not.
@@ -43,6 +50,8 @@ type Options struct {
 	// Provided are extra values functions can ask for by type (the builder's Provide).
 	Provided map[reflect.Type]reflect.Value
 	Logger   *slog.Logger
+	// ScheduleObserver counts schedule fires and skips (e.g. job.Metrics).
+	ScheduleObserver ScheduleObserver
 }
 
 // Manager stores tasks and turns them into jobs: the Go API behind the
@@ -56,6 +65,7 @@ type Manager struct {
 	policy    ShellPolicy
 	provided  map[reflect.Type]reflect.Value
 	log       *slog.Logger
+	schedObs  ScheduleObserver
 
 	mu       sync.Mutex
 	bindings map[*Function]*Binding
@@ -69,12 +79,15 @@ func NewManager(db *store.DB, jobs *job.Scheduler, artifacts *artifact.Manager, 
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
+	if opt.ScheduleObserver == nil {
+		opt.ScheduleObserver = noScheduleObserver{}
+	}
 	m := &Manager{
 		db: db, reg: opt.Registry, jobs: jobs, artifacts: artifacts,
-		policy: opt.Policy, provided: opt.Provided, log: opt.Logger,
+		policy: opt.Policy, provided: opt.Provided, log: opt.Logger, schedObs: opt.ScheduleObserver,
 		bindings: map[*Function]*Binding{},
 	}
-	db.MustBind(queries, &m.q)
+	db.MustBind(withCols(queries), &m.q)
 	jobs.SetExecutor(executor{m})
 	return m
 }
@@ -115,12 +128,22 @@ func (m *Manager) binding(name string) (*Binding, error) {
 
 type scanner interface{ Scan(...any) error }
 
+func withCols(q sqlq.Queries) sqlq.Queries {
+	out := make(sqlq.Queries, len(q))
+	for k, v := range q {
+		out[k] = strings.ReplaceAll(v, "/*COLS*/", taskCols)
+	}
+	return out
+}
+
 func scanTask(row scanner, extra ...any) (*Task, error) {
 	var t Task
-	var params, env *string
+	var params, env, tz *string
 	var created, updated int64
+	var maxConc *int64
 	dest := append([]any{&t.ID, &t.Command, &t.Type, &t.Enabled, &params, &env, &t.TimeoutSeconds,
-		&t.Retries, &created, &updated}, extra...)
+		&t.Retries, &created, &updated, &t.Schedule, &tz, &t.Overlap, &t.CatchUp, &maxConc, &t.Priority,
+		&t.scheduleSince, &t.lastSlot}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
@@ -128,6 +151,15 @@ func scanTask(row scanner, extra ...any) (*Task, error) {
 		return nil, err
 	}
 	t.CreatedAt, t.UpdatedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
+	t.Timezone = "UTC"
+	if tz != nil && *tz != "" {
+		t.Timezone = *tz
+	}
+	if maxConc != nil {
+		n := int(*maxConc)
+		t.MaxConcurrent = &n
+	}
+	t.setNextFire(time.Now())
 	if params != nil {
 		json.Unmarshal([]byte(*params), &t.Params)
 	}
@@ -157,13 +189,31 @@ func (m *Manager) Create(ctx context.Context, in Input) (*Task, error) {
 	if in.Retries != nil {
 		t.Retries = *in.Retries
 	}
+	t.Schedule, t.MaxConcurrent = in.Schedule, in.MaxConcurrent
+	for dst, src := range map[*string]*string{&t.Timezone: in.Timezone, &t.Overlap: in.Overlap, &t.CatchUp: in.CatchUp} {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	if in.Priority != nil {
+		t.Priority = *in.Priority
+	}
 	if err := m.validate(t); err != nil {
 		return nil, err
 	}
+	if t.Schedule != nil {
+		ms := now.UnixMilli()
+		t.scheduleSince = &ms
+	}
 	_, err := m.db.Exec(ctx, m.q.Insert, t.ID, t.Command, t.Type, t.Enabled, jsonOrNull(t.Params),
-		jsonOrNull(t.Env), t.TimeoutSeconds, t.Retries, now.UnixMilli(), now.UnixMilli())
+		jsonOrNull(t.Env), t.TimeoutSeconds, t.Retries, now.UnixMilli(), now.UnixMilli(),
+		t.Schedule, t.Timezone, t.Overlap, t.CatchUp, t.MaxConcurrent, t.Priority, t.concLimit(), t.scheduleSince)
 	if err != nil {
 		return nil, err
+	}
+	t.setNextFire(now)
+	if t.Schedule != nil {
+		m.changed(t.ID)
 	}
 	return t, nil
 }
@@ -174,6 +224,9 @@ func (m *Manager) Create(ctx context.Context, in Input) (*Task, error) {
 // receive (no NUL, no "=" in a name), and the shell policy.
 func (m *Manager) validate(t *Task) error {
 	if ve := checkCommand(t.Command); ve != nil {
+		return ve
+	}
+	if ve := validateSchedule(t); ve != nil {
 		return ve
 	}
 	_, registered := m.reg.Lookup(t.Command)
@@ -296,17 +349,33 @@ func (m *Manager) Update(ctx context.Context, id string, p Patch) (*Task, error)
 		if err != nil {
 			return nil, err
 		}
+		before := *t
 		p.apply(t)
 		if err := m.validate(t); err != nil {
 			return nil, err
 		}
 		t.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
+		// A schedule applies from when it was set, changed or its task
+		// enabled: slots before that are not "missed" for catch-up.
+		switch {
+		case t.Schedule == nil:
+			t.scheduleSince = nil
+		case before.Schedule == nil || entryKey(&before) != entryKey(t) || (!before.Enabled && t.Enabled):
+			ms := t.UpdatedAt.UnixMilli()
+			t.scheduleSince = &ms
+		}
 		res, err := m.db.Exec(ctx, m.q.Update, t.Command, t.Type, t.Enabled, jsonOrNull(t.Params),
-			jsonOrNull(t.Env), t.TimeoutSeconds, t.Retries, t.UpdatedAt.UnixMilli(), t.ID, version)
+			jsonOrNull(t.Env), t.TimeoutSeconds, t.Retries, t.UpdatedAt.UnixMilli(),
+			t.Schedule, t.Timezone, t.Overlap, t.CatchUp, t.MaxConcurrent, t.Priority, t.concLimit(), t.scheduleSince,
+			t.ID, version)
 		if err != nil {
 			return nil, err
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
+			t.setNextFire(t.UpdatedAt)
+			if t.Schedule != nil || before.Schedule != nil {
+				m.changed(t.ID)
+			}
 			return t, nil
 		}
 	}
@@ -340,6 +409,24 @@ func (p Patch) apply(t *Task) {
 	if p.Retries != nil {
 		t.Retries = *p.Retries
 	}
+	if p.Schedule != nil {
+		t.Schedule = p.Schedule
+	}
+	if p.Timezone != nil {
+		t.Timezone = *p.Timezone
+	}
+	if p.Overlap != nil {
+		t.Overlap = *p.Overlap
+	}
+	if p.CatchUp != nil {
+		t.CatchUp = *p.CatchUp
+	}
+	if p.MaxConcurrent != nil {
+		t.MaxConcurrent = p.MaxConcurrent
+	}
+	if p.Priority != nil {
+		t.Priority = *p.Priority
+	}
 	for _, f := range p.Clear {
 		switch f {
 		case "params":
@@ -350,6 +437,18 @@ func (p Patch) apply(t *Task) {
 			t.TimeoutSeconds = nil
 		case "retries":
 			t.Retries = 0
+		case "schedule":
+			t.Schedule = nil
+		case "timezone":
+			t.Timezone = "UTC"
+		case "overlap":
+			t.Overlap = OverlapSkip
+		case "catch_up":
+			t.CatchUp = CatchUpLatest
+		case "max_concurrent":
+			t.MaxConcurrent = nil
+		case "priority":
+			t.Priority = 0
 		}
 	}
 }
@@ -363,6 +462,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrNotFound
 	}
+	m.changed(id)
 	return nil
 }
 
@@ -376,6 +476,15 @@ func (m *Manager) Execute(ctx context.Context, id string, in ExecuteInput) (*job
 	if !t.Enabled {
 		return nil, fmt.Errorf("%w: Cannot execute disabled task %s", ErrDisabled, t.ID)
 	}
+	n, err := m.newJob(t, in)
+	if err != nil {
+		return nil, err
+	}
+	return m.jobs.Submit(ctx, *n)
+}
+
+// newJob is the job the task runs as, with the $execute overrides merged in.
+func (m *Manager) newJob(t *Task, in ExecuteInput) (*job.NewJob, error) {
 	// A task stored before create checked these cannot run either; the
 	// locations point at the task, which a PATCH can fix.
 	if ve := checkCommand(t.Command); ve != nil {
@@ -385,7 +494,11 @@ func (m *Manager) Execute(ctx context.Context, id string, in ExecuteInput) (*job
 	if ve := checkEnv(t.Env, "task.env"); ve != nil {
 		return nil, ve
 	}
-	n := job.NewJob{TaskID: t.ID, Type: t.Type, Command: t.Command, Task: t.snapshot(), MaxAttempts: t.Retries + 1}
+	n := &job.NewJob{TaskID: t.ID, Type: t.Type, Command: t.Command, Task: t.snapshot(), MaxAttempts: t.Retries + 1,
+		Priority: t.Priority, Limited: t.concLimit() != nil}
+	if in.Priority != nil {
+		n.Priority = *in.Priority
+	}
 	if t.TimeoutSeconds != nil {
 		n.Timeout = time.Duration(*t.TimeoutSeconds * float64(time.Second))
 	}
@@ -420,7 +533,7 @@ func (m *Manager) Execute(ctx context.Context, id string, in ExecuteInput) (*job
 			return nil, err
 		}
 	}
-	return m.jobs.Submit(ctx, n)
+	return n, nil
 }
 
 // Run executes the task and waits for its job to finish.
@@ -463,7 +576,8 @@ func (m *Manager) Orphaned(ctx context.Context, reason string) ([]Orphan, error)
 		if _, ok := m.reg.Lookup(t.Command); t.Type == TypeFunction && !ok {
 			reasons = append(reasons, "function_not_registered")
 		}
-		if t.Enabled && !hasJob {
+		// A scheduled enabled task has a job to come.
+		if t.Enabled && !hasJob && t.Schedule == nil {
 			reasons = append(reasons, "no_job")
 		}
 		for _, r := range reasons {

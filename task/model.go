@@ -26,8 +26,19 @@ type Task struct {
 	Env            map[string]string `json:"env" doc:"environment added to a shell task's process"`
 	TimeoutSeconds *float64          `json:"timeout_seconds"`
 	Retries        int               `json:"retries"`
-	CreatedAt      time.Time         `json:"created_at"`
-	UpdatedAt      time.Time         `json:"updated_at"`
+	// Schedule fires the task on its own (see the package doc, "Schedules").
+	Schedule      *string    `json:"schedule" doc:"cron expression (5 fields), @hourly/@daily/..., or @every DURATION; null: no schedule"`
+	Timezone      string     `json:"timezone" doc:"IANA zone the schedule is read in"`
+	Overlap       string     `json:"overlap" enum:"skip,queue,allow,cancel_previous" doc:"what a slot does while an earlier job of the task is still going"`
+	CatchUp       string     `json:"catch_up" enum:"none,latest,all" doc:"slots missed while no node ran: fire none, the latest, or all (at most 10)"`
+	MaxConcurrent *int       `json:"max_concurrent" doc:"at most this many jobs of the task run at once, over all nodes; null: unlimited"`
+	Priority      int        `json:"priority" doc:"higher runs first among ready jobs"`
+	NextFireAt    *time.Time `json:"next_fire_at" doc:"the schedule's next slot (null without a schedule or when disabled)"`
+	CreatedAt     time.Time  `json:"created_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+
+	scheduleSince *int64 // ms: when the schedule last started to apply
+	lastSlot      *int64 // ms: the latest slot handled
 }
 
 // Input is what creating a task takes (TaskIn). Optional fields are
@@ -40,6 +51,12 @@ type Input struct {
 	Env            map[string]string `json:"env,omitempty" doc:"shell tasks: environment variables, merged under the $execute body's"`
 	TimeoutSeconds *float64          `json:"timeout_seconds,omitempty" exclusiveMinimum:"0" doc:"cancel and fail the job after this long"`
 	Retries        *int              `json:"retries,omitempty" minimum:"0" maximum:"100" doc:"extra attempts after a failure, with exponential backoff"`
+	Schedule       *string           `json:"schedule,omitempty" doc:"fire the task on a schedule: 5 cron fields (\"*/15 * * * *\"), @hourly, @daily, @weekly, @monthly, @yearly, or @every DURATION (\"@every 10m\")"`
+	Timezone       *string           `json:"timezone,omitempty" doc:"IANA zone the schedule is read in, e.g. Europe/Oslo (default UTC)"`
+	Overlap        *string           `json:"overlap,omitempty" enum:"skip,queue,allow,cancel_previous" doc:"a slot that comes while a job of the task is pending or running: skip it (default), queue it, allow it to run beside, or cancel the previous and run"`
+	CatchUp        *string           `json:"catch_up,omitempty" enum:"none,latest,all" doc:"slots missed while no node ran: none, the latest (default), or all (the 10 latest)"`
+	MaxConcurrent  *int              `json:"max_concurrent,omitempty" minimum:"1" maximum:"100000" doc:"at most this many jobs of the task run at once over all nodes (default unlimited)"`
+	Priority       *int              `json:"priority,omitempty" minimum:"-1000" maximum:"1000" doc:"higher runs first among ready jobs; ties in submit order (default 0)"`
 }
 
 // Patch is a partial update: nil fields keep their value. A field named in
@@ -52,6 +69,12 @@ type Patch struct {
 	Env            map[string]string `json:"env,omitempty"`
 	TimeoutSeconds *float64          `json:"timeout_seconds,omitempty" exclusiveMinimum:"0"`
 	Retries        *int              `json:"retries,omitempty" minimum:"0" maximum:"100"`
+	Schedule       *string           `json:"schedule,omitempty" doc:"null removes the schedule"`
+	Timezone       *string           `json:"timezone,omitempty"`
+	Overlap        *string           `json:"overlap,omitempty" enum:"skip,queue,allow,cancel_previous"`
+	CatchUp        *string           `json:"catch_up,omitempty" enum:"none,latest,all"`
+	MaxConcurrent  *int              `json:"max_concurrent,omitempty" minimum:"1" maximum:"100000" doc:"null: unlimited"`
+	Priority       *int              `json:"priority,omitempty" minimum:"-1000" maximum:"1000"`
 	// Clear lists fields given as JSON null.
 	Clear []string `json:"-"`
 }
@@ -60,6 +83,8 @@ type Patch struct {
 type ExecuteInput struct {
 	Params map[string]any    `json:"params,omitempty" doc:"merged over the task's params, key by key"`
 	Env    map[string]string `json:"env,omitempty" doc:"merged over the task's env, key by key"`
+	// Priority overrides the task's for this job.
+	Priority *int `json:"priority,omitempty" minimum:"-1000" maximum:"1000" doc:"this job's priority (default the task's)"`
 }
 
 // Orphan is a task that no job will run as it stands.

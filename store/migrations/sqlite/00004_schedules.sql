@@ -1,0 +1,53 @@
+-- +goose Up
+-- Schedules and limits per task (see the task package, "Schedules").
+-- schedule_since is when the schedule last started to apply (set, changed, or
+-- the task enabled); last_slot is the latest slot handled (fired, skipped or
+-- taken by another node). Slots after both and before now were missed: that
+-- is what catch_up decides about at start-up. conc_limit is the effective
+-- limit the claim enforces: max_concurrent, or 1 when overlap is queue or
+-- cancel_previous; NULL is unlimited.
+ALTER TABLE tasks ADD COLUMN schedule TEXT;
+ALTER TABLE tasks ADD COLUMN timezone TEXT;
+ALTER TABLE tasks ADD COLUMN overlap TEXT NOT NULL DEFAULT 'skip';
+ALTER TABLE tasks ADD COLUMN catch_up TEXT NOT NULL DEFAULT 'latest';
+ALTER TABLE tasks ADD COLUMN max_concurrent INTEGER;
+ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN conc_limit INTEGER;
+ALTER TABLE tasks ADD COLUMN schedule_since INTEGER;
+ALTER TABLE tasks ADD COLUMN last_slot INTEGER;
+-- Counts the running jobs claimed under conc_limit (PostgreSQL's claim
+-- checks and bumps it; SQLite, one writer, counts rows instead).
+ALTER TABLE tasks ADD COLUMN running INTEGER NOT NULL DEFAULT 0;
+
+ALTER TABLE jobs ADD COLUMN triggered_by TEXT NOT NULL DEFAULT 'api';
+ALTER TABLE jobs ADD COLUMN scheduled_for INTEGER;
+ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+-- 1 while the job runs under its task's conc_limit.
+ALTER TABLE jobs ADD COLUMN limited INTEGER NOT NULL DEFAULT 0;
+
+-- One job per (task, slot): a second node's fire of the same slot is a no-op.
+-- NULLs are distinct, so jobs not from a schedule never conflict.
+CREATE UNIQUE INDEX jobs_slot ON jobs (task_id, scheduled_for);
+-- The claim walks ready jobs highest priority first, then in submit order.
+CREATE INDEX jobs_ready ON jobs (priority DESC, id) WHERE status = 'pending';
+-- A task's active jobs: the overlap check and the per-task running count.
+CREATE INDEX jobs_task_active ON jobs (task_id, status) WHERE status IN ('pending', 'running');
+
+-- +goose Down
+DROP INDEX jobs_task_active;
+DROP INDEX jobs_ready;
+DROP INDEX jobs_slot;
+ALTER TABLE jobs DROP COLUMN limited;
+ALTER TABLE jobs DROP COLUMN priority;
+ALTER TABLE jobs DROP COLUMN scheduled_for;
+ALTER TABLE jobs DROP COLUMN triggered_by;
+ALTER TABLE tasks DROP COLUMN running;
+ALTER TABLE tasks DROP COLUMN last_slot;
+ALTER TABLE tasks DROP COLUMN schedule_since;
+ALTER TABLE tasks DROP COLUMN conc_limit;
+ALTER TABLE tasks DROP COLUMN priority;
+ALTER TABLE tasks DROP COLUMN max_concurrent;
+ALTER TABLE tasks DROP COLUMN catch_up;
+ALTER TABLE tasks DROP COLUMN overlap;
+ALTER TABLE tasks DROP COLUMN timezone;
+ALTER TABLE tasks DROP COLUMN schedule;
