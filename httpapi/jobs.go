@@ -30,7 +30,7 @@ func (s *Server) registerJobs() {
 		OperationID: "list-jobs", Method: http.MethodGet, Path: "/api/v1/jobs", Tags: jobsTag,
 		Summary: "List jobs, newest first", Description: "Without page/size at most the newest 100.",
 	}, func(ctx context.Context, in *struct {
-		Status string `query:"status" doc:"pending, running, completed, failed or canceled"`
+		Status  string `query:"status" doc:"pending, running, completed, failed or canceled"`
 		TaskID  string `query:"task_id" doc:"only jobs of this task"`
 		Trigger string `query:"trigger" doc:"only jobs made by api ($execute) or schedule"`
 		PageQuery
