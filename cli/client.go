@@ -207,21 +207,31 @@ type ProblemItem struct {
 
 // Error is the problem on one line, `title: detail`, followed by the
 // invalid inputs of a validation problem in parentheses, so that a script's
-// log keeps the whole answer on the line that names the command.
+// log keeps the whole answer on the line that names the command. An input
+// the detail already describes is not repeated (the API's detail is often
+// its first error): only its location is added when the detail lacks it,
+// so `schedule "…": minute field: 61 is out of range 0-59` is said once.
 func (e *ProblemError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Title)
 	if e.Detail != "" {
 		b.WriteString(": " + e.Detail)
 	}
-	if len(e.Errors) > 0 {
-		items := make([]string, len(e.Errors))
-		for i, it := range e.Errors {
-			items[i] = it.Message
-			if it.Location != "" {
-				items[i] = it.Location + ": " + it.Message
-			}
+	var items []string
+	for _, it := range e.Errors {
+		full := it.Message
+		if it.Location != "" {
+			full = it.Location + ": " + it.Message
 		}
+		switch {
+		case e.Detail != "" && strings.Contains(e.Detail, full):
+		case e.Detail != "" && it.Location != "" && it.Message != "" && strings.Contains(e.Detail, it.Message):
+			items = append(items, it.Location)
+		default:
+			items = append(items, full)
+		}
+	}
+	if len(items) > 0 {
 		b.WriteString(" (" + strings.Join(items, "; ") + ")")
 	}
 	if e.Status == http.StatusUnauthorized {

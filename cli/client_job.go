@@ -29,12 +29,13 @@ func newJobCommand() *cobra.Command {
 }
 
 func newJobListCommand(f *clientFlags) *cobra.Command {
-	var status, taskID string
+	var status, taskID, trigger string
 	var limit, page int
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List jobs, newest first (the newest 100, or one page with --limit/--page)",
 		Example: `  servicekit job list --status failed
+  servicekit job list --trigger schedule --task 01K…   # what a task's schedule fired, with each slot
   servicekit job list --limit 20 --page 2`,
 		Args: cobra.NoArgs,
 		RunE: reported(func(cmd *cobra.Command, _ []string) error {
@@ -48,6 +49,9 @@ func newJobListCommand(f *clientFlags) *cobra.Command {
 			}
 			if taskID != "" {
 				q.Set("task_id", normalizeID(taskID))
+			}
+			if trigger != "" {
+				q.Set("trigger", trigger)
 			}
 			paged := cmd.Flags().Changed("limit") || cmd.Flags().Changed("page")
 			if paged {
@@ -80,19 +84,19 @@ func newJobListCommand(f *clientFlags) *cobra.Command {
 				fmt.Fprintf(c.errOut, "no jobs on page %d: there are %d pages of %d\n", page, pg.Pages, limit)
 				return nil
 			case len(jobs) == 0:
-				fmt.Fprintln(c.errOut, "no jobs"+filtered(cmd, "status", "task"))
+				fmt.Fprintln(c.errOut, "no jobs"+filtered(cmd, "status", "task", "trigger"))
 				return nil
 			}
 			tw := c.table()
-			fmt.Fprintln(tw, "ID\tSTATUS\tTYPE\tTASK\tSUBMITTED\tDURATION\tCOMMAND\tERROR")
+			fmt.Fprintln(tw, "ID\tSTATUS\tTYPE\tTASK\tTRIGGER\tSLOT\tSUBMITTED\tDURATION\tCOMMAND\tERROR")
 			for i := range jobs {
 				r := &jobs[i]
 				errText := ""
 				if r.Error != nil && r.Status != job.Completed {
 					errText = cell(*r.Error, 40)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.Type, r.TaskID,
-					when(&r.SubmittedAt), runTime(r), cell(r.Command, 40), errText)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.Type, r.TaskID,
+					r.Trigger, when(r.ScheduledFor), when(&r.SubmittedAt), runTime(r), cell(r.Command, 40), errText)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -110,6 +114,7 @@ func newJobListCommand(f *clientFlags) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&status, "status", "", "only jobs in this status: pending, running, completed, failed or canceled")
 	fl.StringVar(&taskID, "task", "", "only jobs of this task id")
+	fl.StringVar(&trigger, "trigger", "", "only jobs made by api ($execute, task run) or by a schedule")
 	fl.IntVar(&limit, "limit", 50, "jobs per page (1 to 1000); turns on paging")
 	fl.IntVar(&page, "page", 1, "page to show, 1 for the newest; turns on paging")
 	return cmd
@@ -261,6 +266,11 @@ func (c *apiClient) printJobData(data []byte) error {
 	row("Type", r.Type)
 	row("Command", r.Command)
 	row("Status", string(r.Status))
+	row("Trigger", r.Trigger)
+	row("Slot", when(r.ScheduledFor))
+	if r.Priority != 0 {
+		row("Priority", strconv.Itoa(r.Priority))
+	}
 	row("Attempt", fmt.Sprintf("%d/%d", r.Attempt, r.MaxAttempts))
 	row("Submitted", when(&r.SubmittedAt))
 	row("Started", when(r.StartedAt))

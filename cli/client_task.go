@@ -34,6 +34,7 @@ func newTaskCommand() *cobra.Command {
 		newTaskOrphanedCommand(&f),
 		newTaskFunctionsCommand(&f),
 		newTaskRunCommand(&f),
+		newTaskScheduleCommand(&f),
 	)
 	return cmd
 }
@@ -44,6 +45,7 @@ func newTaskCreateCommand(f *clientFlags) *cobra.Command {
 	var disabled bool
 	var timeout time.Duration
 	var retries int
+	var sched scheduleFlags
 	cmd := &cobra.Command{
 		Use:   "create COMMAND...",
 		Short: "Create a task: a registered function's name or a shell command line",
@@ -54,10 +56,19 @@ it after -- when it has dashes of its own. The type is inferred when --type is n
 A COMMAND that looks like a function name (one word of letters, digits and _) but names no
 function the server has registered is refused, with the nearest registered name, since it
 is far more often a typo than a shell command: give --type shell to mean the command (for
-example 'uptime'), or --type function for a function the server will register later.`,
+example 'uptime'), or --type function for a function the server will register later.
+
+--schedule makes the task fire on its own, read in --timezone (default UTC); every server
+on the same database fires each slot once between them. --overlap says what a slot does
+while a job of the task is still going, --catch-up what start-up does with slots missed
+while no server ran. --max-concurrent and --priority apply to every job of the task,
+scheduled or not.`,
 		Example: `  servicekit task create greet_user --param name=Alice
   servicekit task create 'echo a; echo b >&2' --timeout 30s
-  servicekit task create --retries 2 -- rsync -a src/ dst/`,
+  servicekit task create --retries 2 -- rsync -a src/ dst/
+  servicekit task create ./backup.sh --schedule '*/15 * * * *' --timezone Europe/Oslo
+  servicekit task create 'make report' --schedule @daily --overlap queue --catch-up all
+  servicekit task create resize_image --max-concurrent 2 --priority 10`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: reported(func(cmd *cobra.Command, args []string) error {
 			c, err := f.client(cmd)
@@ -88,6 +99,9 @@ example 'uptime'), or --type function for a function the server will register la
 			if cmd.Flags().Changed("retries") {
 				in.Retries = &retries
 			}
+			if err := sched.input(cmd, &in); err != nil {
+				return err
+			}
 			data, err := c.call(cmd.Context(), http.MethodPost, "/api/v1/tasks", nil, in)
 			if err != nil {
 				return err
@@ -102,6 +116,7 @@ example 'uptime'), or --type function for a function the server will register la
 	fl.BoolVar(&disabled, "disabled", false, "create the task disabled, so it cannot run until enabled")
 	fl.DurationVar(&timeout, "timeout", 0, "cancel and fail a job of this task after this long, e.g. 30s")
 	fl.IntVar(&retries, "retries", 0, "extra attempts after a failure")
+	sched.register(cmd, false)
 	return cmd
 }
 
@@ -109,7 +124,7 @@ func newTaskListCommand(f *clientFlags) *cobra.Command {
 	var enabled, typ string
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List tasks, oldest first, with their params and how their last job went",
+		Short: "List tasks, oldest first, with their schedule, params and how their last job went",
 		Args:  cobra.NoArgs,
 		RunE: reported(func(cmd *cobra.Command, _ []string) error {
 			c, err := f.client(cmd)
@@ -140,10 +155,11 @@ func newTaskListCommand(f *clientFlags) *cobra.Command {
 				return err
 			}
 			tw := c.table()
-			fmt.Fprintln(tw, "ID\tTYPE\tENABLED\tRETRIES\tTIMEOUT\tCOMMAND\tPARAMS\tJOBS\tLAST JOB")
+			fmt.Fprintln(tw, "ID\tTYPE\tENABLED\tSCHEDULE\tNEXT FIRE\tRETRIES\tTIMEOUT\tCOMMAND\tPARAMS\tJOBS\tLAST JOB")
 			for i, t := range tasks {
-				fmt.Fprintf(tw, "%s\t%s\t%t\t%d\t%s\t%s\t%s\t%d\t%s\n", t.ID, t.Type, t.Enabled, t.Retries,
-					seconds(t.TimeoutSeconds), cell(t.Command, 50), cell(compactJSON(t.Params), 40), last[i].count, last[i].summary())
+				fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", t.ID, t.Type, t.Enabled,
+					scheduleCell(&t), when(t.NextFireAt), t.Retries, seconds(t.TimeoutSeconds),
+					cell(t.Command, 50), cell(compactJSON(t.Params), 40), last[i].count, last[i].summary())
 			}
 			return tw.Flush()
 		}),
@@ -178,13 +194,19 @@ func newTaskUpdateCommand(f *clientFlags) *cobra.Command {
 	var params, env []string
 	var timeout time.Duration
 	var retries int
+	var sched scheduleFlags
 	cmd := &cobra.Command{
 		Use:   "update ID",
 		Short: "Change the given fields of a task and keep the others",
 		Long: `Change the given fields of a task and keep the others. --param and --env replace the
-task's whole params or env object. --timeout 0 removes the timeout.`,
+task's whole params or env object. --timeout 0 removes the timeout, --no-schedule (or
+--schedule '') the schedule, --timezone '' resets the zone to UTC, and --max-concurrent 0
+removes the limit.`,
 		Example: `  servicekit task update 01K… --disable
-  servicekit task update 01K… --param name=Bob --retries 3`,
+  servicekit task update 01K… --param name=Bob --retries 3
+  servicekit task update 01K… --schedule '0 9 * * MON-FRI' --timezone America/New_York
+  servicekit task update 01K… --no-schedule
+  servicekit task update 01K… --max-concurrent 1 --priority -5`,
 		Args: cobra.ExactArgs(1),
 		RunE: reported(func(cmd *cobra.Command, args []string) error {
 			c, err := f.client(cmd)
@@ -232,8 +254,12 @@ task's whole params or env object. --timeout 0 removes the timeout.`,
 			if fl.Changed("retries") {
 				patch["retries"] = retries
 			}
+			if err := sched.patch(cmd, patch); err != nil {
+				return err
+			}
 			if len(patch) == 0 {
-				return usagef("nothing to update: give --command, --type, --enable, --disable, --param, --env, --timeout or --retries")
+				return usagef("nothing to update: give --command, --type, --enable, --disable, --param, --env, --timeout, " +
+					"--retries, --schedule, --no-schedule, --timezone, --overlap, --catch-up, --max-concurrent or --priority")
 			}
 			data, err := c.call(cmd.Context(), http.MethodPatch, "/api/v1/tasks/"+pathID(args[0]), nil, patch)
 			if err != nil {
@@ -252,6 +278,7 @@ task's whole params or env object. --timeout 0 removes the timeout.`,
 	fl.StringArrayVar(&env, "env", nil, "environment variable NAME=value; replaces the task's env (repeatable)")
 	fl.DurationVar(&timeout, "timeout", 0, "job time limit, e.g. 30s; 0 removes it")
 	fl.IntVar(&retries, "retries", 0, "extra attempts after a failure")
+	sched.register(cmd, true)
 	return cmd
 }
 
@@ -416,6 +443,21 @@ func (c *apiClient) printTask(data []byte) error {
 		fmt.Fprintf(tw, "Timeout:\t%s\n", seconds(t.TimeoutSeconds))
 	}
 	fmt.Fprintf(tw, "Retries:\t%d\n", t.Retries)
+	if t.Schedule != nil {
+		fmt.Fprintf(tw, "Schedule:\t%s\n", *t.Schedule)
+		fmt.Fprintf(tw, "Timezone:\t%s\n", t.Timezone)
+		fmt.Fprintf(tw, "Overlap:\t%s\n", t.Overlap)
+		fmt.Fprintf(tw, "Catch-up:\t%s\n", t.CatchUp)
+		next := when(t.NextFireAt)
+		if next == "" {
+			next = "none (the task is disabled)"
+		}
+		fmt.Fprintf(tw, "Next fire:\t%s\n", next)
+	}
+	if t.MaxConcurrent != nil {
+		fmt.Fprintf(tw, "Max concurrent:\t%d\n", *t.MaxConcurrent)
+	}
+	fmt.Fprintf(tw, "Priority:\t%d\n", t.Priority)
 	fmt.Fprintf(tw, "Created:\t%s\n", when(&t.CreatedAt))
 	fmt.Fprintf(tw, "Updated:\t%s\n", when(&t.UpdatedAt))
 	return tw.Flush()
@@ -434,9 +476,10 @@ func seconds(s *float64) string {
 	return d.String()
 }
 
-// executeBody is the $execute body, or nil when there is nothing to merge,
-// so the request carries no body at all.
-func executeBody(params []string, env []string) (any, error) {
+// executeBody is the $execute body, or nil when there is nothing to merge
+// or override, so the request carries no body at all. priority, when not
+// nil, overrides the task's for this job.
+func executeBody(params []string, env []string, priority *int) (any, error) {
 	p, err := parseParams(params)
 	if err != nil {
 		return nil, err
@@ -445,15 +488,16 @@ func executeBody(params []string, env []string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p == nil && e == nil {
+	if p == nil && e == nil && priority == nil {
 		return nil, nil
 	}
-	return task.ExecuteInput{Params: p, Env: e}, nil
+	return task.ExecuteInput{Params: p, Env: e, Priority: priority}, nil
 }
 
 func newTaskRunCommand(f *clientFlags) *cobra.Command {
 	var params, env []string
 	var wait, follow, detach, quiet bool
+	var priority int
 	cmd := &cobra.Command{
 		Use:   "run ID",
 		Short: "Run a task as a new job",
@@ -470,7 +514,8 @@ Ctrl-C cancels the job, since this command started it; with --detach it only sto
 watching and the job keeps running. Either way the command exits 130.`,
 		Example: `  servicekit task run 01K… --param name=Alice --wait
   servicekit task run 01K… --follow
-  servicekit task run 01K… --follow --detach   # Ctrl-C leaves the job running`,
+  servicekit task run 01K… --follow --detach   # Ctrl-C leaves the job running
+  servicekit task run 01K… --priority 100      # ahead of the queue's other ready jobs`,
 		Args: cobra.ExactArgs(1),
 		RunE: reported(func(cmd *cobra.Command, args []string) error {
 			c, err := f.client(cmd)
@@ -480,7 +525,11 @@ watching and the job keeps running. Either way the command exits 130.`,
 			if detach && !wait && !follow {
 				return usagef("--detach only applies with --wait or --follow")
 			}
-			body, err := executeBody(params, env)
+			var prio *int
+			if cmd.Flags().Changed("priority") {
+				prio = &priority
+			}
+			body, err := executeBody(params, env, prio)
 			if err != nil {
 				return err
 			}
@@ -517,5 +566,6 @@ watching and the job keeps running. Either way the command exits 130.`,
 	fl.BoolVarP(&follow, "follow", "f", false, "print the job's output live until it ends; exit with its outcome")
 	fl.BoolVar(&detach, "detach", false, "with --wait/--follow: Ctrl-C stops watching instead of canceling the job")
 	fl.BoolVarP(&quiet, "quiet", "q", false, "with --wait/--follow: print no status lines, only the job's output and errors")
+	fl.IntVar(&priority, "priority", 0, "this job's priority, -1000 to 1000, instead of the task's: higher runs first among ready jobs")
 	return cmd
 }

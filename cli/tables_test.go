@@ -34,7 +34,7 @@ func TestTaskListShowsParamsAndLastJob(t *testing.T) {
 	_, n := e.requestsSince(0)
 	out := e.ok("task", "list")
 	header := strings.Fields(strings.SplitN(out, "\n", 2)[0])
-	if strings.Join(header, " ") != "ID TYPE ENABLED RETRIES TIMEOUT COMMAND PARAMS JOBS LAST JOB" {
+	if strings.Join(header, " ") != "ID TYPE ENABLED SCHEDULE NEXT FIRE RETRIES TIMEOUT COMMAND PARAMS JOBS LAST JOB" {
 		t.Errorf("header %q", header)
 	}
 	contains(t, "greet row", strings.Join(row(t, out, greet.ID), " "), `{"name":"Alice"} 1 completed`)
@@ -66,15 +66,18 @@ func TestJobListPagesErrorsAndDurations(t *testing.T) {
 
 	out := e.ok("job", "list")
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "ID STATUS TYPE TASK SUBMITTED DURATION COMMAND ERROR" {
+	if len(lines) != 4 || strings.Join(strings.Fields(lines[0]), " ") != "ID STATUS TYPE TASK TRIGGER SLOT SUBMITTED DURATION COMMAND ERROR" {
 		t.Fatalf("job list:\n%s", out)
 	}
 	ms := regexp.MustCompile(`^(<1ms|\d{1,3}ms)$`)
 	for _, line := range lines[1:] {
 		f := strings.Fields(line)
-		// ID STATUS TYPE TASK DATE TIME DURATION COMMAND… [ERROR…]
-		if !ms.MatchString(f[6]) {
-			t.Errorf("duration %q of a short job is not in ms: %q", f[6], line)
+		// ID STATUS TYPE TASK TRIGGER (no SLOT) DATE TIME DURATION COMMAND… [ERROR…]
+		if f[4] != "api" {
+			t.Errorf("trigger %q of a job run by the client, want api: %q", f[4], line)
+		}
+		if !ms.MatchString(f[7]) {
+			t.Errorf("duration %q of a short job is not in ms: %q", f[7], line)
 		}
 		switch f[1] {
 		case "failed":

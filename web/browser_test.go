@@ -385,3 +385,229 @@ func TestBrowserAPIKey(t *testing.T) {
 	)
 	b.noScriptErrors(t)
 }
+
+const (
+	scheduledCommand = "echo scheduled-from-console"
+	scheduledRow     = `#task-table tr[data-command="echo scheduled-from-console"]`
+)
+
+// taskJSON is the part of a task the schedule test reads back from the API.
+type taskJSON struct {
+	ID            string  `json:"id"`
+	Command       string  `json:"command"`
+	Schedule      *string `json:"schedule"`
+	Timezone      string  `json:"timezone"`
+	Overlap       string  `json:"overlap"`
+	CatchUp       string  `json:"catch_up"`
+	MaxConcurrent *int    `json:"max_concurrent"`
+	Priority      int     `json:"priority"`
+	NextFireAt    *string `json:"next_fire_at"`
+}
+
+// getTask reads one task over the API.
+func getTask(t *testing.T, ts *httptest.Server, id string) taskJSON {
+	t.Helper()
+	res, err := http.Get(ts.URL + "/api/v1/tasks/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var tk taskJSON
+	if err := json.NewDecoder(res.Body).Decode(&tk); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("GET task %s: %d %v", id, res.StatusCode, err)
+	}
+	return tk
+}
+
+// fieldError is the message markFields put under the input sel, or "".
+func fieldError(b *browser, t *testing.T, sel string) string {
+	t.Helper()
+	q, _ := json.Marshal(sel)
+	return b.eval(t, `(() => { const i = document.querySelector(`+string(q)+`);
+		return i && i.getAttribute('aria-invalid') === 'true' ? (i.closest('label').querySelector('.field-error')?.textContent ?? 'marked, no message') : ''; })()`)
+}
+
+// TestBrowserScheduledTask creates a scheduled task with the form, after
+// two refusals the server's 422 names at the field (a bad expression, a
+// misspelt zone), sees its schedule and next run on the tasks page, edits
+// it to fire every second, finds the fired jobs in the jobs list with their
+// "schedule" badge and slot, and removes the schedule again.
+func TestBrowserScheduledTask(t *testing.T) {
+	_, ts := startService(t, nil)
+	b := newBrowser(t)
+	shots := screenshotDir(t)
+
+	b.do(t, "a bad expression is refused at the schedule field",
+		chromedp.Navigate(ts.URL+"/#/tasks"),
+		chromedp.WaitVisible(chromedp.CSS("#task-form")),
+		chromedp.SendKeys(chromedp.CSS("#task-command"), scheduledCommand),
+		chromedp.SendKeys(chromedp.CSS("#task-schedule"), "*/61 * * * *"),
+		chromedp.Click(chromedp.CSS("#task-create")),
+		chromedp.WaitVisible(chromedp.CSS(`#task-schedule[aria-invalid="true"]`)),
+	)
+	if msg := fieldError(b, t, "#task-schedule"); !strings.Contains(msg, "61 is out of range 0-59") {
+		t.Errorf("the schedule field says %q, want the server's reason", msg)
+	}
+	if msg := fieldError(b, t, "#task-timezone"); msg != "" {
+		t.Errorf("the timezone field is marked too: %q", msg)
+	}
+
+	b.do(t, "a misspelt zone is refused at the timezone field",
+		clearField("#task-schedule"),
+		chromedp.SendKeys(chromedp.CSS("#task-schedule"), "*/15 * * * *"),
+		chromedp.SendKeys(chromedp.CSS("#task-timezone"), "Europe/Olso"),
+		chromedp.Click(chromedp.CSS("#task-create")),
+		chromedp.WaitVisible(chromedp.CSS(`#task-timezone[aria-invalid="true"]`)),
+	)
+	if msg := fieldError(b, t, "#task-timezone"); !strings.Contains(msg, "did you mean Europe/Oslo?") {
+		t.Errorf("the timezone field says %q, want the nearest zone", msg)
+	}
+	if msg := fieldError(b, t, "#task-schedule"); msg != "" {
+		t.Errorf("the corrected schedule field is still marked: %q", msg)
+	}
+
+	b.do(t, "create it in Europe/Oslo, queued, at most 2 at once, priority 5",
+		clearField("#task-timezone"),
+		chromedp.SendKeys(chromedp.CSS("#task-timezone"), "Europe/Oslo"),
+		choose("#task-overlap", "queue"),
+		chromedp.SendKeys(chromedp.CSS("#task-max-concurrent"), "2"),
+		chromedp.SendKeys(chromedp.CSS("#task-priority"), "5"),
+		chromedp.Click(chromedp.CSS("#task-create")),
+		chromedp.WaitVisible(chromedp.CSS(scheduledRow)),
+		chromedp.WaitVisible(chromedp.CSS("#task-created")),
+	)
+	id := b.eval(t, `document.querySelector('`+scheduledRow+`').dataset.taskId`)
+	tk := getTask(t, ts, id)
+	if tk.Schedule == nil || *tk.Schedule != "*/15 * * * *" || tk.Timezone != "Europe/Oslo" || tk.Overlap != "queue" ||
+		tk.CatchUp != "latest" || tk.MaxConcurrent == nil || *tk.MaxConcurrent != 2 || tk.Priority != 5 || tk.NextFireAt == nil {
+		t.Fatalf("created task %+v", tk)
+	}
+	if v := b.eval(t, `document.querySelector('#task-schedule').value + '|' + document.querySelector('#task-overlap').value`); v != "|skip" {
+		t.Errorf("the form after creating holds %q, want it reset", v)
+	}
+
+	// The tasks page shows the schedule with its zone and policy, and the
+	// next run the API computed. (A quarter hour may pass between the
+	// page's read and the test's: the page then catches up on its own.)
+	b.do(t, "the next run on the tasks page is the API's",
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.CSS(scheduledRow)),
+		poll(`document.querySelector('`+scheduledRow+` td.next-run time')?.getAttribute('datetime') === `+jsString(*getTask(t, ts, id).NextFireAt)),
+	)
+	if v := b.eval(t, `document.querySelector('`+scheduledRow+` td.schedule-cell').textContent`); !strings.Contains(v, "*/15 * * * *") ||
+		!strings.Contains(v, "Europe/Oslo") || !strings.Contains(v, "overlap queue") {
+		t.Errorf("the schedule cell shows %q", v)
+	}
+	if v := b.eval(t, `document.querySelector('`+scheduledRow+` td.next-run').textContent`); !strings.Contains(v, "in ") {
+		t.Errorf("the next-run cell shows %q, want how soon", v)
+	}
+	if v := b.eval(t, `document.querySelector('`+scheduledRow+` td.next-run time').title`); !strings.HasSuffix(v, " in Europe/Oslo") {
+		t.Errorf("the next run's tooltip is %q, want the time in the task's zone too", v)
+	}
+	if v := b.eval(t, `[...document.querySelector('`+scheduledRow+` td[data-label="Limits"]').children].map(e => e.textContent).join('|')`); v != "≤ 2 at once|priority 5" {
+		t.Errorf("the limits cell shows %q", v)
+	}
+
+	editSel := "#edit-" + id
+	b.do(t, "the edit form starts from the task's values",
+		chromedp.Click(chromedp.CSS(scheduledRow+` button[data-action="edit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(editSel+"-schedule")),
+	)
+	if v := b.eval(t, `['schedule', 'timezone', 'overlap', 'catch-up', 'max-concurrent', 'priority'].map(f => document.querySelector('`+editSel+`-' + f).value).join('|')`); v != "*/15 * * * *|Europe/Oslo|queue|latest|2|5" {
+		t.Errorf("edit form values %q", v)
+	}
+	b.screenshot(t, shots, "task-edit-desktop")
+	b.do(t, "a bad zone in the edit form is refused at its field",
+		clearField(editSel+"-timezone"),
+		chromedp.SendKeys(chromedp.CSS(editSel+"-timezone"), "Mars/Olympus_Mons"),
+		chromedp.Click(chromedp.CSS(editSel+`-form button[data-action="edit-save"]`)),
+		chromedp.WaitVisible(chromedp.CSS(editSel+`-timezone[aria-invalid="true"]`)),
+	)
+	if msg := fieldError(b, t, editSel+"-timezone"); !strings.Contains(msg, "Mars/Olympus_Mons") {
+		t.Errorf("the edit form's timezone field says %q", msg)
+	}
+	b.do(t, "edit it to fire every second, with no concurrency limit",
+		clearField(editSel+"-timezone"),
+		chromedp.SendKeys(chromedp.CSS(editSel+"-timezone"), "Europe/Oslo"),
+		clearField(editSel+"-schedule"),
+		chromedp.SendKeys(chromedp.CSS(editSel+"-schedule"), "@every 1s"),
+		clearField(editSel+"-max-concurrent"),
+		chromedp.Click(chromedp.CSS(editSel+`-form button[data-action="edit-save"]`)),
+		poll(`document.querySelector('`+scheduledRow+` td.schedule-cell')?.textContent.startsWith('@every 1s')`),
+	)
+	// The page keeps the next run current without a reload (and without
+	// re-rendering the rows).
+	first := b.eval(t, `document.querySelector('`+scheduledRow+` td.next-run time').getAttribute('datetime')`)
+	b.do(t, "the next run moves on by itself",
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('`+scheduledRow+`').dataset.marker = 'same row'`),
+		poll(`(document.querySelector('`+scheduledRow+` td.next-run time')?.getAttribute('datetime') ?? '') > `+jsString(first)),
+	)
+	if v := b.eval(t, `document.querySelector('`+scheduledRow+`').dataset.marker ?? 'row replaced'`); v != "same row" {
+		t.Errorf("the row was re-rendered to update the next run: %s", v)
+	}
+	tk = getTask(t, ts, id)
+	if tk.Schedule == nil || *tk.Schedule != "@every 1s" || tk.MaxConcurrent != nil || tk.Timezone != "Europe/Oslo" || tk.Priority != 5 || tk.Overlap != "queue" {
+		t.Fatalf("after the edit: %+v", tk)
+	}
+
+	b.do(t, "the jobs list, filtered to scheduled jobs, shows them with their slot",
+		chromedp.Navigate(ts.URL+"/#/jobs?trigger=schedule"),
+		poll(`document.querySelector('#job-table tbody tr[data-trigger="schedule"] .slot time') !== null`),
+	)
+	var row struct{ ID, Slot, Badge, Filter string }
+	if err := json.Unmarshal([]byte(b.eval(t, `(() => { const r = document.querySelector('#job-table tbody tr');
+		return JSON.stringify({ID: r.dataset.jobId, Slot: r.querySelector('.slot time').getAttribute('datetime'),
+			Badge: r.querySelector('.badge-trigger').textContent, Filter: document.querySelector('#filter-trigger').value}); })()`)), &row); err != nil {
+		t.Fatal(err)
+	}
+	var j struct {
+		TaskID       string `json:"task_id"`
+		Trigger      string `json:"trigger"`
+		ScheduledFor string `json:"scheduled_for"`
+		Priority     int    `json:"priority"`
+	}
+	res, err := http.Get(ts.URL + "/api/v1/jobs/" + row.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(res.Body).Decode(&j)
+	res.Body.Close()
+	if j.TaskID != id || j.Trigger != "schedule" || j.ScheduledFor != row.Slot || row.Badge != "schedule" || row.Filter != "schedule" || j.Priority != 5 {
+		t.Errorf("the scheduled row %+v, the job %+v", row, j)
+	}
+	if v := b.eval(t, `String(document.querySelectorAll('#job-table tbody tr:not([data-trigger="schedule"])').length)`); v != "0" {
+		t.Errorf("%s rows of other triggers under trigger=schedule", v)
+	}
+	b.screenshot(t, shots, "jobs-scheduled-desktop")
+	b.do(t, "the job's view says what fired it, for which slot",
+		chromedp.Click(chromedp.CSS(`#job-table tr[data-job-id="`+row.ID+`"] a.id`)),
+		poll(`document.querySelector('#job-slot time')?.getAttribute('datetime') === `+jsString(j.ScheduledFor)),
+	)
+	if v := b.eval(t, `document.querySelector('#job-trigger').textContent`); v != "schedule" {
+		t.Errorf("the job view's trigger is %q", v)
+	}
+
+	b.do(t, "remove the schedule in the edit form",
+		chromedp.Navigate(ts.URL+"/#/tasks"),
+		chromedp.Click(chromedp.CSS(scheduledRow+` button[data-action="edit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(editSel+"-schedule")),
+		clearField(editSel+"-schedule"),
+		chromedp.Click(chromedp.CSS(editSel+`-form button[data-action="edit-save"]`)),
+		poll(`document.querySelector('`+scheduledRow+` td.schedule-cell')?.textContent === '—' &&
+			document.querySelector('`+scheduledRow+` td.next-run').textContent === '—'`),
+	)
+	if tk = getTask(t, ts, id); tk.Schedule != nil || tk.NextFireAt != nil {
+		t.Errorf("after clearing the schedule: %+v", tk)
+	}
+	b.do(t, "saving an unchanged form sends nothing",
+		chromedp.Click(chromedp.CSS(scheduledRow+` button[data-action="edit"]`)),
+		chromedp.Click(chromedp.CSS(editSel+`-form button[data-action="edit-save"]`)),
+		poll(`document.querySelector('`+editSel+`-form .form-result')?.textContent === 'Nothing changed.'`),
+	)
+	b.noScriptErrors(t)
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

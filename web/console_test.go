@@ -567,6 +567,11 @@ func TestBrowserLayout(t *testing.T) {
 	failT := mustTask(t, svc, task.Input{Command: "fail"})
 	slowT := mustTask(t, svc, task.Input{Command: "slow"})
 	mustTask(t, svc, task.Input{Command: "greet", Params: map[string]any{"times": 2, "name": "Someone With A Long Name"}})
+	// A schedule that does not fire during the test (New Year), with every
+	// policy and limit set, so its cells are at their widest.
+	yearly, zone, overlap, catchUp, limit, prio := "0 0 1 1 *", "America/Argentina/ComodRivadavia", "cancel_previous", "all", 100000, -1000
+	mustTask(t, svc, task.Input{Command: "echo yearly", Schedule: &yearly, Timezone: &zone, Overlap: &overlap, CatchUp: &catchUp,
+		MaxConcurrent: &limit, Priority: &prio, TimeoutSeconds: new(3600.5), Retries: new(100)})
 	done := runJob(t, svc, longT.ID, task.ExecuteInput{}, "completed")
 	runJob(t, svc, failT.ID, task.ExecuteInput{}, "failed")
 	startSlow(t, svc, slowT.ID)
@@ -577,7 +582,10 @@ func TestBrowserLayout(t *testing.T) {
 
 	views := []struct{ name, hash, ready string }{
 		{"overview", "#/overview", `document.querySelectorAll('#throughput-chart g.bar').length === 60 && document.querySelector('#overview-running li') !== null`},
-		{"tasks", "#/tasks", `document.querySelectorAll('#task-table tbody tr[data-task-id]').length === 4 && document.querySelector('#function-table') !== null`},
+		{"tasks", "#/tasks", `document.querySelectorAll('#task-table tbody tr[data-task-id]').length === 5 && document.querySelector('#function-table') !== null`},
+		// The edit form of the scheduled task, opened (once) by the poll.
+		{"task-edit", "#/tasks", `(document.querySelector('.edit-form') || document.querySelector('#task-table tr[data-command="echo yearly"] [data-action="edit"]')?.click(),
+			document.querySelector('.edit-form') !== null)`},
 		{"jobs", "#/jobs", `document.querySelectorAll('#job-table tbody tr').length === 3`},
 		{"job", "#/jobs/" + done, `document.querySelector('#job-status')?.dataset.status === 'completed' && document.querySelector('#log').textContent.includes('done')`},
 		{"artifacts", "#/artifacts", `document.querySelectorAll('#artifact-table tbody tr').length >= 2`},

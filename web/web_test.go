@@ -128,7 +128,7 @@ func TestModuleImports(t *testing.T) {
 			queue = append(queue, strings.TrimPrefix(m[1], "./"))
 		}
 	}
-	for _, want := range []string{"api.js", "dom.js", "tasks.js", "jobs.js", "artifacts.js", "overview.js", "schemaform.js"} {
+	for _, want := range []string{"api.js", "dom.js", "tasks.js", "jobs.js", "artifacts.js", "overview.js", "schemaform.js", "schedule.js"} {
 		if !seen[want] {
 			t.Errorf("app.js does not reach %s", want)
 		}

@@ -217,3 +217,52 @@ export function parseJSONField(value, label) {
   }
   return v;
 }
+
+/** until is a coarse "how long from now" for a time to come ("in 4 min");
+ * a time already past is "due" (the page has not caught up with it yet). */
+export function until(iso) {
+  const s = (new Date(iso).getTime() - Date.now()) / 1000;
+  return s <= 0 ? 'due' : `in ${human(s)}`;
+}
+
+/** fmtShort renders a time compactly: the time of day for today, else the
+ * date and time, in the browser's locale; the exact value is the tooltip. */
+export function fmtShort(iso) {
+  if (!iso) return h('span', {class: 'muted'}, '—');
+  const d = new Date(iso);
+  const today = d.toDateString() === new Date().toDateString();
+  return h('time', {datetime: iso, title: d.toLocaleString()}, today ? d.toLocaleTimeString() : d.toLocaleString());
+}
+
+/**
+ * markFields shows a validation problem at the fields it names: each of
+ * the problem's errors whose location (body.schedule, body.timezone, …) is
+ * in inputs marks that input invalid and puts the message under it, until
+ * the input is changed. It returns how many errors it placed; the caller
+ * still shows the problem as a whole (problemBox), which lists them all.
+ */
+export function markFields(err, inputs) {
+  const p = err && err.problem;
+  const list = (p && Array.isArray(p.errors)) ? p.errors : [];
+  let placed = 0;
+  for (const e of list) {
+    const input = inputs[e.location];
+    if (!input) continue;
+    const msg = h('span', {class: 'field-error', role: 'alert'}, e.message);
+    input.setAttribute('aria-invalid', 'true');
+    (input.closest('label') || input.parentNode).append(msg);
+    input.addEventListener('input', () => {
+      input.removeAttribute('aria-invalid');
+      msg.remove();
+    }, {once: true});
+    if (placed === 0) input.focus();
+    placed++;
+  }
+  return placed;
+}
+
+/** clearFieldErrors removes what markFields showed inside root. */
+export function clearFieldErrors(root) {
+  for (const m of root.querySelectorAll('.field-error')) m.remove();
+  for (const i of root.querySelectorAll('[aria-invalid="true"]')) i.removeAttribute('aria-invalid');
+}

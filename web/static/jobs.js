@@ -2,19 +2,28 @@
 // followed live over its $stream (status changes and output lines as they
 // happen).
 //
-// Filters: status and task are the API's own (?status=, ?task_id=), so
-// they page on the server over every job. The API's list has no time or
-// text filter yet, so a time range or a search is applied here: the
-// console reads the newest jobs (matching status and task) a page at a
-// time, newest first, until it passes the start of the time range or has
-// read SCAN_LIMIT of them, and says which when it shows the matches. A
-// search for a whole job id asks for that job directly. There is no
-// trigger filter: jobs do not record what started them.
+// Filters: status, task and trigger are the API's own (?status=,
+// ?task_id=, ?trigger=), so they page on the server over every job. The
+// API's list has no time or text filter yet, so a time range or a search
+// is applied here: the console reads the newest jobs (matching status,
+// task and trigger) a page at a time, newest first, until it passes the
+// start of the time range or has read SCAN_LIMIT of them, and says which
+// when it shows the matches. A search for a whole job id asks for that job
+// directly.
+//
+// A job a task's schedule fired carries a "schedule" badge with its slot
+// (scheduled_for), which is not its submit time when it was caught up
+// after a downtime or queued behind the task's previous job.
 
 import {api, get, items, stream} from './api.js';
-import {ago, badge, duration, fmtTime, grid, h, idLink, idText, jsonView, problemBox, progressBar, replace, short, TERMINAL} from './dom.js';
+import {ago, badge, duration, fmtShort, fmtTime, grid, h, idLink, idText, jsonView, problemBox, progressBar, replace, short, TERMINAL} from './dom.js';
 
 const STATUSES = ['pending', 'running', 'completed', 'failed', 'canceled'];
+const TRIGGERS = [
+  {value: '', label: 'any trigger'},
+  {value: 'api', label: 'api (run by hand or by a client)'},
+  {value: 'schedule', label: 'schedule'},
+];
 const RANGES = [
   {value: '', label: 'any time', ms: 0},
   {value: '15m', label: 'last 15 minutes', ms: 15 * 60e3},
@@ -47,6 +56,7 @@ export async function rerun(j) {
 export async function jobsView(root, {query, signal}) {
   const status = STATUSES.includes(query.get('status')) ? query.get('status') : '';
   const taskID = query.get('task_id') || '';
+  const trigger = TRIGGERS.some(x => x.value === query.get('trigger')) ? query.get('trigger') : '';
   const range = RANGES.find(r => r.value === query.get('since')) || RANGES[0];
   const q = (query.get('q') || '').trim();
   const page = Math.max(1, parseInt(query.get('page') || '1', 10) || 1);
@@ -68,6 +78,8 @@ export async function jobsView(root, {query, signal}) {
   const taskSel = h('select', {id: 'filter-task', onchange: () => go({task_id: taskSel.value, page: ''})},
     h('option', {value: ''}, 'any task'),
     taskID ? h('option', {value: taskID, selected: true}, short(taskID)) : null);
+  const triggerSel = h('select', {id: 'filter-trigger', onchange: () => go({trigger: triggerSel.value, page: ''})},
+    TRIGGERS.map(x => h('option', {value: x.value, selected: x.value === trigger}, x.label)));
   const rangeSel = h('select', {id: 'filter-since', onchange: () => go({since: rangeSel.value, page: ''})},
     RANGES.map(r => h('option', {value: r.value, selected: r === range}, r.label)));
   const search = h('input', {id: 'filter-q', type: 'search', value: q, placeholder: 'job id or command', autocomplete: 'off', spellcheck: 'false'});
@@ -77,9 +89,10 @@ export async function jobsView(root, {query, signal}) {
   }},
   h('label', {}, 'Task', taskSel),
   h('label', {}, 'Status', statusSel),
+  h('label', {}, 'Trigger', triggerSel),
   h('label', {}, 'Submitted', rangeSel),
   h('label', {class: 'search'}, 'Search', h('span', {class: 'search-row'}, search, h('button', {type: 'submit', class: 'secondary'}, 'Search'))),
-  status || taskID || range.ms || q ? h('a', {href: '#/jobs', class: 'clear', id: 'filter-clear'}, 'clear filters') : null);
+  status || taskID || trigger || range.ms || q ? h('a', {href: '#/jobs', class: 'clear', id: 'filter-clear'}, 'clear filters') : null);
 
   const auto = h('input', {type: 'checkbox', checked: true, id: 'job-autorefresh'});
   const notice = h('div', {id: 'job-notice'});
@@ -120,6 +133,7 @@ export async function jobsView(root, {query, signal}) {
   const matches = (j) => {
     if (status && j.status !== status) return false;
     if (taskID && j.task_id !== taskID) return false;
+    if (trigger && j.trigger !== trigger) return false;
     if (range.ms && Date.parse(j.submitted_at) < Date.now() - range.ms) return false;
     if (!q) return true;
     const needle = q.toLowerCase().replace(/^(…|\.\.\.)/, ''); // the short form as shown, or typed
@@ -144,6 +158,7 @@ export async function jobsView(root, {query, signal}) {
       const sq = new URLSearchParams({page: String(p), size: String(SCAN_PAGE)});
       if (status) sq.set('status', status);
       if (taskID) sq.set('task_id', taskID);
+      if (trigger) sq.set('trigger', trigger);
       const body = await get(`jobs?${sq}`, {signal});
       const list = body.items || [];
       scanned += list.length;
@@ -173,13 +188,14 @@ export async function jobsView(root, {query, signal}) {
         const sq = new URLSearchParams({page: String(page), size: String(PAGE_SIZE)});
         if (status) sq.set('status', status);
         if (taskID) sq.set('task_id', taskID);
+        if (trigger) sq.set('trigger', trigger);
         const body = await get(`jobs?${sq}`, {signal});
         jobs = body.items || [];
         total = body.total;
         pages = body.pages;
         replace(scope);
       }
-      replace(box, jobs.length === 0 ? h('p', {class: 'muted'}, status || taskID || scanning ? 'No jobs match.' : 'No jobs yet: run a task.') :
+      replace(box, jobs.length === 0 ? h('p', {class: 'muted'}, status || taskID || trigger || scanning ? 'No jobs match.' : 'No jobs yet: run a task.') :
         jobTable(jobs, onRerun));
       replace(pager, pages > 1 ? [
         h('button', {type: 'button', class: 'secondary', disabled: page <= 1, onclick: () => go({page: String(page - 1)})}, '← Newer'),
@@ -204,16 +220,24 @@ function firstLine(s, max = 120) {
   return line.length > max ? line.slice(0, max - 1) + '…' : line;
 }
 
+/** triggerCell shows what made a job: a "schedule" badge and the slot it
+ * fired for, or a plain "api". */
+function triggerCell(j) {
+  if (j.trigger !== 'schedule') return h('span', {class: 'muted'}, j.trigger || 'api');
+  return [badge('schedule', 'trigger'), ' ', j.scheduled_for ? h('span', {class: 'slot', title: 'the slot this job fired for'}, fmtShort(j.scheduled_for)) : null];
+}
+
 function jobTable(jobs, onRerun) {
-  return grid('job-table', ['Job', 'Status', 'Command', 'Error', 'Attempt', 'Submitted', 'Duration', 'Artifact', ''], jobs.map(j => {
+  return grid('job-table', ['Job', 'Status', 'Trigger', 'Command', 'Error', 'Attempt', 'Submitted', 'Duration', 'Artifact', ''], jobs.map(j => {
     const again = TERMINAL.has(j.status) ? h('button', {type: 'button', class: 'secondary', 'data-action': 'rerun',
       title: `Run ${j.command} again with the same ${j.type === 'shell' ? 'env' : 'params'}`}, 'Re-run') : null;
     if (again) again.addEventListener('click', () => onRerun(j, again));
     return {
-      attrs: {'data-job-id': j.id, 'data-status': j.status},
+      attrs: {'data-job-id': j.id, 'data-status': j.status, 'data-trigger': j.trigger || 'api'},
       cells: [
         idLink(`#/jobs/${j.id}`, j.id),
         [badge(j.status), j.status === 'running' && j.progress ? progressBar(j.progress) : null],
+        triggerCell(j),
         h('code', {}, j.command),
         j.error ? h('span', {class: 'bad error-text', title: j.error}, firstLine(j.error)) : h('span', {class: 'muted'}, '—'),
         `${j.attempt}/${j.max_attempts}`,
@@ -222,7 +246,7 @@ function jobTable(jobs, onRerun) {
         j.artifact_id ? idLink(`#/artifacts/${j.artifact_id}`, j.artifact_id) : h('span', {class: 'muted'}, '—'),
         again,
       ],
-      tds: [null, {class: 'status-cell'}, {class: 'command'}, {class: 'error-cell'}, null, null, null, null, {class: 'actions'}],
+      tds: [null, {class: 'status-cell'}, {class: 'trigger-cell'}, {class: 'command'}, {class: 'error-cell'}, null, null, null, null, {class: 'actions'}],
     };
   }));
 }
@@ -285,6 +309,9 @@ export async function jobView(root, {params: [id], signal}) {
     row('Command', h('code', {class: 'command'}, j.command));
     row('Type', j.type);
     row('Task', h('a', {href: `#/jobs?task_id=${encodeURIComponent(j.task_id)}`, class: 'id', title: `${j.task_id}: jobs of this task`}, short(j.task_id)));
+    row('Trigger', h('span', {id: 'job-trigger'}, j.trigger === 'schedule' ? badge('schedule', 'trigger') : (j.trigger || 'api')));
+    if (j.scheduled_for) row('Slot', h('span', {id: 'job-slot'}, fmtTime(j.scheduled_for)));
+    if (j.priority) row('Priority', String(j.priority));
     row('Attempt', `${j.attempt} of ${j.max_attempts}`);
     row('Submitted', fmtTime(j.submitted_at));
     row('Started', fmtTime(j.started_at));

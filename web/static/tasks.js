@@ -1,13 +1,23 @@
-// The tasks view: the task table with its actions, the create form, the
-// registered functions and the orphaned tasks.
+// The tasks view: the task table with its actions (including an edit form
+// for a task's schedule and limits), the create form, the registered
+// functions and the orphaned tasks.
+//
+// Each task's schedule and next run are in the table; the next run is
+// kept current in place (see refreshNextRuns), without re-rendering the
+// rows, so an open "Run with…" or edit form is not lost to a refresh.
 //
 // Function tasks get a form generated from the function's params_schema
 // (schemaform.js) wherever params are entered — creating a task, and "Run
 // with…" — with raw JSON one click away for what a form cannot say.
 
 import {api, get, items} from './api.js';
-import {badge, compact, grid, h, idText, jsonView, parseJSONField, problemBox, replace} from './dom.js';
+import {badge, clearFieldErrors, compact, grid, h, idText, jsonView, markFields, parseJSONField, problemBox, replace, until} from './dom.js';
+import {limitsCell, nextRun, scheduleCell, scheduleFields, suggestions} from './schedule.js';
 import {generatable, schemaForm} from './schemaform.js';
+
+// How often the next-run cells are looked at: their "in 4 min" is redrawn,
+// and when a next run has come the tasks are read again for the new one.
+const NEXT_RUN_TICK_MS = 5000;
 
 export async function tasksView(root, {signal}) {
   const tableBox = h('div', {class: 'table-box'}, h('p', {class: 'muted'}, 'Loading tasks…'));
@@ -17,6 +27,7 @@ export async function tasksView(root, {signal}) {
   const form = createForm(() => refresh());
 
   replace(root,
+    suggestions(),
     h('h1', {}, 'Tasks'),
     h('section', {class: 'card'}, h('h2', {}, 'New task'), form.el),
     h('section', {class: 'card'},
@@ -32,6 +43,32 @@ export async function tasksView(root, {signal}) {
   async function refresh() {
     await Promise.all([loadTasks(), loadOrphans()]);
   }
+
+  // refreshNextRuns keeps the next-run cells true: "in 4 min" counts down,
+  // and once a next run has passed the tasks are read again and only those
+  // cells are redrawn.
+  async function refreshNextRuns() {
+    if (document.hidden) return;
+    const cells = [...tableBox.querySelectorAll('td.next-run[data-next]')];
+    if (cells.some(c => Date.parse(c.dataset.next) <= Date.now())) {
+      try {
+        for (const t of items(await get('tasks', {signal}))) {
+          const cell = tableBox.querySelector(`tr[data-task-id="${t.id}"] td.next-run`);
+          if (!cell) continue;
+          replace(cell, nextRun(t));
+          if (t.next_fire_at) cell.dataset.next = t.next_fire_at;
+          else delete cell.dataset.next;
+        }
+      } catch { /* the next tick tries again; the table shows errors on refresh */ }
+      return;
+    }
+    for (const c of cells) {
+      const u = c.querySelector('.until');
+      if (u) u.textContent = until(c.dataset.next);
+    }
+  }
+  const ticker = setInterval(refreshNextRuns, NEXT_RUN_TICK_MS);
+  signal.addEventListener('abort', () => clearInterval(ticker));
 
   async function loadTasks() {
     try {
@@ -98,13 +135,20 @@ function schemaSummary(schema) {
 
 function taskTable(tasks, functions, refresh) {
   if (tasks.length === 0) return h('p', {class: 'muted'}, 'No tasks yet: create one above.');
-  const cols = ['Task', 'Command', 'Type', 'Enabled', 'Params / env', 'Timeout', 'Retries', ''];
+  const cols = ['Task', 'Command', 'Type', 'Enabled', 'Schedule', 'Next run', 'Params / env', 'Limits', ''];
   return grid('task-table', cols, tasks.flatMap(t => taskRows(t, functions, refresh, cols.length)));
 }
 
 function taskRows(t, functions, refresh, ncols) {
   const problem = h('div', {});
   const options = h('tr', {class: 'run-options', hidden: true}, h('td', {colspan: ncols}, runForm(t, functions.get(t.command), problem)));
+  const editing = h('tr', {class: 'edit-options', hidden: true});
+  const edit = () => {
+    if (!editing.hidden) { editing.hidden = true; return; }
+    replace(editing, h('td', {colspan: ncols}, editForm(t, () => { editing.hidden = true; }, refresh)));
+    editing.hidden = false;
+    editing.querySelector('input').focus();
+  };
   const toggle = h('button', {
     type: 'button', class: `toggle ${t.enabled ? 'on' : 'off'}`, 'data-action': 'toggle', 'aria-pressed': String(t.enabled),
     title: t.enabled ? 'Enabled: click to disable' : 'Disabled: click to enable',
@@ -144,20 +188,79 @@ function taskRows(t, functions, refresh, ncols) {
       [h('code', {}, t.command), problem],
       t.type,
       toggle,
+      scheduleCell(t),
+      nextRun(t),
       t.type === 'shell' ? compact(t.env) : compact(t.params),
-      t.timeout_seconds ? `${t.timeout_seconds} s` : h('span', {class: 'muted'}, '—'),
-      String(t.retries),
+      limitsCell(t),
       [
         h('button', {type: 'button', 'data-action': 'run', onclick: run, disabled: !t.enabled, title: t.enabled ? 'Run now with the task\'s own params' : 'Enable the task to run it'}, 'Run'),
         h('button', {type: 'button', class: 'secondary', 'data-action': 'run-with', disabled: !t.enabled, title: 'Run with params or env overrides',
           onclick: () => { options.hidden = !options.hidden; }}, 'Run with…'),
+        h('button', {type: 'button', class: 'secondary', 'data-action': 'edit', title: 'Change the schedule, limits, timeout and retries', onclick: edit}, 'Edit'),
         h('a', {class: 'button secondary', href: `#/jobs?task_id=${encodeURIComponent(t.id)}`}, 'Jobs'),
         h('button', {type: 'button', class: 'danger', 'data-action': 'delete', onclick: del}, 'Delete'),
       ],
     ],
-    tds: [null, {class: 'command'}, null, null, null, null, null, {class: 'actions'}],
+    tds: [null, {class: 'command'}, null, null, {class: 'schedule-cell'}, {class: 'next-run', 'data-next': t.next_fire_at || null},
+      null, {class: 'limits'}, {class: 'actions'}],
   };
-  return [main, options];
+  return [main, options, editing];
+}
+
+/**
+ * editForm changes a task's schedule and limits, timeout and retries with
+ * one PATCH of what changed. A cleared field is sent as null, which resets
+ * it (no schedule, UTC, unlimited, no timeout, 0). A 422 is shown at the
+ * fields it names.
+ */
+function editForm(t, close, onSaved) {
+  const id = `edit-${t.id}`;
+  const fields = scheduleFields(id);
+  fields.set(t);
+  const timeout = h('input', {id: `${id}-timeout`, name: 'timeout_seconds', type: 'number', min: '0', step: 'any', placeholder: 'none',
+    value: t.timeout_seconds ? String(t.timeout_seconds) : ''});
+  const retries = h('input', {id: `${id}-retries`, name: 'retries', type: 'number', min: '0', max: '100', step: '1', placeholder: '0',
+    value: t.retries ? String(t.retries) : ''});
+  const result = h('div', {class: 'form-result'});
+  const save = h('button', {type: 'submit', 'data-action': 'edit-save'}, 'Save');
+  const form = h('form', {class: 'edit-form stack', id: `${id}-form`, novalidate: true, onsubmit: async (e) => {
+    e.preventDefault();
+    replace(result);
+    clearFieldErrors(form);
+    let body;
+    try {
+      body = fields.patch(t);
+      const to = timeout.value.trim() === '' ? null : Number(timeout.value);
+      if (to !== (t.timeout_seconds ?? null)) body.timeout_seconds = to;
+      const re = retries.value.trim() === '' ? 0 : Number(retries.value);
+      if (re !== t.retries) body.retries = retries.value.trim() === '' ? null : re;
+    } catch (err) {
+      replace(result, problemBox(err));
+      return;
+    }
+    if (Object.keys(body).length === 0) {
+      replace(result, h('p', {class: 'muted'}, 'Nothing changed.'));
+      return;
+    }
+    save.disabled = true;
+    try {
+      await api('PATCH', `tasks/${t.id}`, body);
+      await onSaved();
+    } catch (err) {
+      markFields(err, {...fields.inputs, 'body.timeout_seconds': timeout, 'body.retries': retries});
+      replace(result, problemBox(err));
+    } finally {
+      save.disabled = false;
+    }
+  }},
+  h('h3', {}, 'Edit ', idText(t.id), ' ', h('code', {}, t.command)),
+  fields.el,
+  h('div', {class: 'row'},
+    h('label', {}, 'Timeout (seconds; blank: none)', timeout),
+    h('label', {}, 'Retries', retries)),
+  result,
+  h('div', {class: 'buttons'}, save, ' ', h('button', {type: 'button', class: 'secondary', 'data-action': 'edit-cancel', onclick: close}, 'Cancel')));
+  return form;
 }
 
 /**
@@ -286,6 +389,7 @@ function createForm(onCreated) {
   const timeout = h('input', {id: 'task-timeout', name: 'timeout_seconds', type: 'number', min: '0', step: 'any', placeholder: 'none'});
   const retries = h('input', {id: 'task-retries', name: 'retries', type: 'number', min: '0', max: '100', step: '1', placeholder: '0'});
   const enabled = h('input', {id: 'task-enabled', name: 'enabled', type: 'checkbox', checked: true});
+  const sched = scheduleFields('task');
   const result = h('div', {class: 'form-result'});
   const submit = h('button', {type: 'submit', id: 'task-create'}, 'Create task');
 
@@ -304,6 +408,7 @@ function createForm(onCreated) {
   const el = h('form', {id: 'task-form', class: 'stack', novalidate: true, onsubmit: async (e) => {
     e.preventDefault();
     replace(result);
+    clearFieldErrors(el);
     const body = {command: command.value.trim()};
     try {
       if (!body.command) throw new Error('command is required: a registered function\'s name or a shell command line');
@@ -315,6 +420,7 @@ function createForm(onCreated) {
       if (timeout.value !== '') body.timeout_seconds = Number(timeout.value);
       if (retries.value !== '') body.retries = Number(retries.value);
       if (!enabled.checked) body.enabled = false;
+      Object.assign(body, sched.read());
     } catch (err) {
       replace(result, problemBox(err));
       return;
@@ -322,17 +428,20 @@ function createForm(onCreated) {
     submit.disabled = true;
     try {
       const t = await api('POST', 'tasks', body);
-      replace(result, h('p', {class: 'ok'}, 'Created ', idText(t.id), ` (${t.type}).`));
+      replace(result, h('p', {class: 'ok', id: 'task-created'}, 'Created ', idText(t.id), ` (${t.type})`,
+        t.next_fire_at ? [': it runs next ', until(t.next_fire_at), '.'] : '.'));
       command.value = '';
       env.value = '';
       timeout.value = '';
       retries.value = '';
       type.value = '';
       enabled.checked = true;
+      sched.reset();
       params.use(null, null);
       sync();
       await onCreated(t);
     } catch (err) {
+      markFields(err, {...sched.inputs, 'body.command': command, 'body.type': type, 'body.timeout_seconds': timeout, 'body.retries': retries});
       replace(result, problemBox(err));
     } finally {
       submit.disabled = false;
@@ -346,6 +455,7 @@ function createForm(onCreated) {
     h('label', {}, 'Retries', retries),
     h('label', {class: 'check'}, enabled, ' enabled')),
   h('div', {class: 'row'}, params.el, envLabel),
+  sched.el,
   result,
   h('div', {}, submit));
 
