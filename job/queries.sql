@@ -11,17 +11,23 @@ VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, 1, ?, ?)
 -- A schedule's fire: one job per (task, slot) however many nodes fire it
 -- (the unique index jobs_slot makes the second insert a no-op), and with
 -- overlap "skip" (the last parameter 1) none while a job of the task is
--- pending or running. No row inserted: the slot was taken or skipped.
+-- pending or running; and, given a task version (≥ 0), only while the task
+-- row is still that version, so a loop's copy of a task that was just
+-- changed fires nothing stale. No row inserted: see SlotTaken.
 -- name: InsertFire
 INSERT INTO jobs (id, task_id, type, command, task_snapshot, params, env, status, attempt,
                   max_attempts, timeout_ms, submitted_at, run_after, event_seq, triggered_by, priority,
                   scheduled_for)
 SELECT ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, 1, 'schedule', ?, ?
-WHERE ? = 0 OR NOT EXISTS (SELECT 1 FROM jobs a WHERE a.task_id = ? AND a.status IN ('pending', 'running'))
+WHERE (? < 0 OR EXISTS (SELECT 1 FROM tasks t WHERE t.id = ? AND t.version = ?))
+  AND (? = 0 OR NOT EXISTS (SELECT 1 FROM jobs a WHERE a.task_id = ? AND a.status IN ('pending', 'running')))
 ON CONFLICT (task_id, scheduled_for) DO NOTHING
 
+-- Why a fire stored nothing: the slot's job exists; the task is no longer
+-- the version the fire was made from (second count 0); else overlap.
 -- name: SlotTaken
-SELECT COUNT(*) FROM jobs WHERE task_id = ? AND scheduled_for = ?
+SELECT (SELECT COUNT(*) FROM jobs WHERE task_id = ? AND scheduled_for = ?),
+       (SELECT COUNT(*) FROM tasks WHERE id = ? AND version = ?)
 
 -- The latest slot a task's schedule handled (fired, skipped or found
 -- taken), in the fire's transaction: what start-up catch-up counts from.

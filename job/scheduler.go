@@ -48,6 +48,8 @@ var (
 	ErrSlotTaken = errors.New("schedule slot already fired")
 	// ErrOverlap: the fire was skipped, a job of the task is still pending or running.
 	ErrOverlap = errors.New("skipped: a job of the task is still pending or running")
+	// ErrTaskChanged: the fire was made from an older version of its task.
+	ErrTaskChanged = errors.New("the task changed since the fire was made")
 	// ErrStillRunning: a delete was asked of the job's node, which has not
 	// stopped it yet (it is cut off or slow); the job is deleted when it stops
 	// or when its lease expires and another node rescues it.
@@ -398,6 +400,9 @@ type NewJob struct {
 	// (ErrOverlap).
 	ScheduledFor *time.Time
 	SkipIfActive bool
+	// TaskVersion, with ScheduledFor, stores the fire only while the task
+	// row is still that version (else ErrTaskChanged).
+	TaskVersion *int64
 }
 
 // Submit stores a new pending job and wakes the dispatcher. When it returns
@@ -459,7 +464,7 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 	}
 	err = s.do(ctx, func(tx *sql.Tx) error {
 		if r.ScheduledFor != nil {
-			return s.insertFire(ctx, tx, r, n.SkipIfActive, data, timeout, ms)
+			return s.insertFire(ctx, tx, r, n, data, timeout, ms)
 		}
 		if _, err := s.db.ExecTx(ctx, tx, s.q.Insert, r.ID, r.TaskID, r.Type, r.Command, string(r.Task),
 			jsonText(r.Params), jsonText(r.Env), r.MaxAttempts, timeout, ms, ms, r.Trigger, r.Priority); err != nil {
@@ -468,7 +473,7 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 		_, err := s.db.ExecTx(ctx, tx, s.q.InsertEvent, r.ID, 1, "status", 1, len(data), string(data))
 		return err
 	})
-	if errors.Is(err, ErrSlotTaken) || errors.Is(err, ErrOverlap) {
+	if errors.Is(err, ErrSlotTaken) || errors.Is(err, ErrOverlap) || errors.Is(err, ErrTaskChanged) {
 		return nil, err
 	}
 	if err != nil {
@@ -483,29 +488,40 @@ func (s *Scheduler) Submit(ctx context.Context, n NewJob) (*Record, error) {
 
 // insertFire stores a schedule's fire in the batch's transaction, with the
 // slot marked handled on the task whether this node's insert won or not.
-func (s *Scheduler) insertFire(ctx context.Context, tx *sql.Tx, r *Record, skipIfActive bool, data []byte, timeout *int64, ms int64) error {
+func (s *Scheduler) insertFire(ctx context.Context, tx *sql.Tx, r *Record, n NewJob, data []byte, timeout *int64, ms int64) error {
 	slot := r.ScheduledFor.UnixMilli()
 	skip := 0
-	if skipIfActive {
+	if n.SkipIfActive {
 		skip = 1
 	}
+	version := int64(-1) // no condition
+	if n.TaskVersion != nil {
+		version = *n.TaskVersion
+	}
 	res, err := s.db.ExecTx(ctx, tx, s.q.InsertFire, r.ID, r.TaskID, r.Type, r.Command, string(r.Task),
-		jsonText(r.Params), jsonText(r.Env), r.MaxAttempts, timeout, ms, ms, r.Priority, slot, skip, r.TaskID)
+		jsonText(r.Params), jsonText(r.Env), r.MaxAttempts, timeout, ms, ms, r.Priority, slot,
+		version, r.TaskID, version, skip, r.TaskID)
 	if err != nil {
 		return err
 	}
-	if _, err := s.db.ExecTx(ctx, tx, s.q.MarkSlot, slot, r.TaskID, slot); err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		var taken int
-		if err := s.db.QueryRowTx(ctx, tx, s.q.SlotTaken, r.TaskID, slot).Scan(&taken); err != nil {
+	if rows, _ := res.RowsAffected(); rows == 0 {
+		var taken, current int
+		if err := s.db.QueryRowTx(ctx, tx, s.q.SlotTaken, r.TaskID, slot, r.TaskID, version).Scan(&taken, &current); err != nil {
 			return err
 		}
-		if taken > 0 {
+		switch {
+		case taken > 0:
 			return ErrSlotTaken
+		case version >= 0 && current == 0:
+			return ErrTaskChanged // nothing written: the next version's fire marks the slot
+		}
+		if _, err := s.db.ExecTx(ctx, tx, s.q.MarkSlot, slot, r.TaskID, slot); err != nil {
+			return err
 		}
 		return ErrOverlap
+	}
+	if _, err := s.db.ExecTx(ctx, tx, s.q.MarkSlot, slot, r.TaskID, slot); err != nil {
+		return err
 	}
 	_, err = s.db.ExecTx(ctx, tx, s.q.InsertEvent, r.ID, 1, "status", 1, len(data), string(data))
 	return err

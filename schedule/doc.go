@@ -16,9 +16,11 @@
 //     @daily (@midnight), @hourly, which mean "0 0 1 1 *", "0 0 1 * *",
 //     "0 0 * * 0", "0 0 * * *" and "0 * * * *";
 //   - "@every DURATION", a Go duration of whole seconds, at least 1s. Its
-//     slots are the multiples of the duration since the Unix epoch, in UTC:
-//     "@every 10m" fires at :00, :10, :20 of every hour whenever it was set
-//     up, and its zone does not matter.
+//     slots are an anchor plus multiples of the duration, and its zone does
+//     not matter. Schedule.From sets the anchor (the engine uses the time
+//     the task's schedule was set, as robfig/cron and River count @every
+//     from when it was added); without one the anchor is the Unix epoch, so
+//     "@every 10m" fires at :00, :10, :20 of every hour.
 //
 // Cron fields are parsed by github.com/robfig/cron/v3: the cron parser most
 // used in Go, with no dependencies, an API stable since v3 and the syntax

@@ -17,6 +17,7 @@ type Schedule struct {
 	// Exactly one of spec and every is set.
 	spec  *cron.SpecSchedule // matched against wall-clock values in UTC
 	every time.Duration      // whole seconds, at least one
+	phase int64              // @every: slots are phase + k*every, in Unix seconds (see From)
 
 	// fixedTime is true when neither the minute nor the hour field starts
 	// with "*" (the rule of Vixie and ISC cron): such a schedule names clock
@@ -34,12 +35,29 @@ func (s *Schedule) String() string { return s.expr }
 // Zone is the IANA name of the zone the schedule is read in ("UTC" by default).
 func (s *Schedule) Zone() string { return s.zone }
 
+// From anchors an "@every" schedule at a time: its slots are that time
+// (to the second) plus whole multiples of the duration, so "@every 10m" set
+// at 12:03:17 fires at 12:13:17, 12:23:17, and so on. The engine anchors a
+// task's schedule at when it was set, which also spreads many tasks with the
+// same interval over it instead of firing them all at one instant. Without
+// From, slots are multiples of the duration since the Unix epoch. Cron
+// schedules are returned unchanged: their slots are clock times.
+func (s *Schedule) From(anchor time.Time) *Schedule {
+	if s.spec != nil {
+		return s
+	}
+	c := *s
+	step := int64(s.every / time.Second)
+	c.phase = anchor.Unix() - floorDiv(anchor.Unix(), step)*step
+	return &c
+}
+
 // Next is the first slot strictly after after, in UTC.
 func (s *Schedule) Next(after time.Time) time.Time {
 	if s.spec == nil {
 		step := int64(s.every / time.Second)
-		k := floorDiv(after.Unix(), step) + 1
-		return time.Unix(k*step, 0).UTC()
+		k := floorDiv(after.Unix()-s.phase, step) + 1
+		return time.Unix(k*step+s.phase, 0).UTC()
 	}
 	return s.nextWall(after.In(s.loc))
 }
@@ -64,10 +82,10 @@ func (s *Schedule) Missed(from, to time.Time, limit int) []time.Time {
 	}
 	if s.spec == nil {
 		step := int64(s.every / time.Second)
-		first, last := floorDiv(from.Unix(), step)+1, floorDiv(to.Unix(), step)
+		first, last := floorDiv(from.Unix()-s.phase, step)+1, floorDiv(to.Unix()-s.phase, step)
 		var slots []time.Time
 		for k := max(first, last-int64(limit)+1); k <= last; k++ {
-			slots = append(slots, time.Unix(k*step, 0).UTC())
+			slots = append(slots, time.Unix(k*step+s.phase, 0).UTC())
 		}
 		return slots
 	}

@@ -257,3 +257,42 @@ func TestMissed(t *testing.T) {
 		t.Errorf("Missed over the fall-back day: %d slots, want the 100 NextN gives", len(missed))
 	}
 }
+
+// TestEveryFromAnchor: an anchored @every counts from its anchor, to the
+// second, in Next and in Missed alike; cron schedules ignore the anchor.
+func TestEveryFromAnchor(t *testing.T) {
+	s, err := schedule.Parse("@every 10m", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(v string) time.Time {
+		t.Helper()
+		x, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	a := s.From(at("2026-03-07T12:03:17.900Z"))
+	if got := a.Next(at("2026-03-07T12:05:00Z")); !got.Equal(at("2026-03-07T12:13:17Z")) {
+		t.Fatalf("Next: %v", got)
+	}
+	if got := a.Next(at("2026-03-07T12:13:17Z")); !got.Equal(at("2026-03-07T12:23:17Z")) {
+		t.Fatalf("Next after a slot: %v", got)
+	}
+	if got := a.Next(at("2026-03-07T11:55:00Z")); !got.Equal(at("2026-03-07T12:03:17Z")) {
+		t.Fatalf("Next before the anchor: %v", got)
+	}
+	missed := a.Missed(at("2026-03-07T12:13:17Z"), at("2026-03-07T13:00:00Z"), 3)
+	want := []time.Time{at("2026-03-07T12:33:17Z"), at("2026-03-07T12:43:17Z"), at("2026-03-07T12:53:17Z")}
+	if len(missed) != 3 || !missed[0].Equal(want[0]) || !missed[2].Equal(want[2]) {
+		t.Fatalf("Missed: %v, want %v", missed, want)
+	}
+	if got := s.Next(at("2026-03-07T12:05:00Z")); !got.Equal(at("2026-03-07T12:10:00Z")) {
+		t.Fatalf("unanchored Next: %v", got)
+	}
+	c, _ := schedule.Parse("0 9 * * *", "")
+	if c.From(at("2026-03-07T12:03:17Z")) != c {
+		t.Fatal("a cron schedule changed by From")
+	}
+}

@@ -28,12 +28,12 @@ var queries = sqlq.MustLoad(queryFS, "queries.sql")
 
 // taskQueries are the statements of queries.sql, one field per "-- name:".
 type taskQueries struct {
-	Insert, Get, GetVersion, List, Count, Update, Delete, WithJobFlag, Scheduled, LastFire string
+	Insert, Get, List, Count, Update, Delete, WithJobFlag, Scheduled, LastFire string
 }
 
 // taskCols is what every query that returns a task selects, in scanTask's order.
 const taskCols = `id, command, type, enabled, params, env, timeout_seconds, retries, created_at, updated_at,
- schedule, timezone, overlap, catch_up, max_concurrent, priority, schedule_since, last_slot`
+ schedule, timezone, overlap, catch_up, max_concurrent, priority, schedule_since, last_slot, version`
 
 // ShellPolicy decides whether a shell command may be stored or run. Check
 // returns nil to allow, or an error whose text says why not.
@@ -143,7 +143,7 @@ func scanTask(row scanner, extra ...any) (*Task, error) {
 	var maxConc *int64
 	dest := append([]any{&t.ID, &t.Command, &t.Type, &t.Enabled, &params, &env, &t.TimeoutSeconds,
 		&t.Retries, &created, &updated, &t.Schedule, &tz, &t.Overlap, &t.CatchUp, &maxConc, &t.Priority,
-		&t.scheduleSince, &t.lastSlot}, extra...)
+		&t.scheduleSince, &t.lastSlot, &t.version}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
@@ -344,11 +344,11 @@ func (m *Manager) Update(ctx context.Context, id string, p Patch) (*Task, error)
 	// Read, patch, write only if nobody wrote in between; else again. Two
 	// concurrent PATCHes of different fields thus both land.
 	for range 20 {
-		var version int64
-		t, err := scanTask(m.db.QueryRow(ctx, m.q.GetVersion, id), &version)
+		t, err := scanTask(m.db.QueryRow(ctx, m.q.Get, id))
 		if err != nil {
 			return nil, err
 		}
+		version := t.version
 		before := *t
 		p.apply(t)
 		if err := m.validate(t); err != nil {
@@ -372,6 +372,7 @@ func (m *Manager) Update(ctx context.Context, id string, p Patch) (*Task, error)
 			return nil, err
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
+			t.version++
 			t.setNextFire(t.UpdatedAt)
 			if t.Schedule != nil || before.Schedule != nil {
 				m.changed(t.ID)

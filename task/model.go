@@ -39,6 +39,7 @@ type Task struct {
 
 	scheduleSince *int64 // ms: when the schedule last started to apply
 	lastSlot      *int64 // ms: the latest slot handled
+	version       int64  // bumped by each update; a fire is stored only for the version it was made from
 }
 
 // Input is what creating a task takes (TaskIn). Optional fields are

@@ -16,9 +16,6 @@ ORDER BY id LIMIT ? OFFSET ?
 -- name: Count
 SELECT COUNT(*) FROM tasks WHERE (? = '' OR enabled = ?) AND (? = '' OR type = ?)
 
--- name: GetVersion
-SELECT /*COLS*/, version FROM tasks WHERE id = ?
-
 -- Conditional on the version read: a concurrent update makes this change
 -- nothing, and Update re-reads and re-applies its patch.
 -- name: Update

@@ -9,6 +9,15 @@
 // once the service is built (the builder's Provide runs after every init), so
 // deciding which parameter is injected and which one receives the params is
 // left to Function.Bind.
+//
+// # Schedules
+//
+// A task with a schedule fires on its own: Manager.RunSchedules, run by
+// every node, stores one job per slot (trigger "schedule", scheduled_for the
+// slot), made unique in the database by (task, slot), so several nodes need
+// no leader. Overlap, catch-up after downtime, per-task concurrency limits
+// and priorities are described in schedules.go and in the README
+// ("Schedules and per-task limits").
 package task
 
 import (

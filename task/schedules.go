@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -76,6 +77,9 @@ func (t *Task) parsedSchedule() *schedule.Schedule {
 	s, err := schedule.Parse(*t.Schedule, t.Timezone)
 	if err != nil {
 		return nil
+	}
+	if t.scheduleSince != nil {
+		s = s.From(time.UnixMilli(*t.scheduleSince)) // @every counts from when it was set
 	}
 	return s
 }
@@ -195,7 +199,13 @@ type cronEntry struct {
 	ref   time.Time // the latest slot handled: slots after it are due
 }
 
-func entryKey(t *Task) string { return *t.Schedule + "|" + t.Timezone }
+func entryKey(t *Task) string {
+	since := int64(0)
+	if t.scheduleSince != nil {
+		since = *t.scheduleSince
+	}
+	return fmt.Sprintf("%s|%s|%d", *t.Schedule, t.Timezone, since)
+}
 
 // RunSchedules fires the scheduled tasks until ctx ends; every node runs it.
 // It sleeps until the next slot of any task (no polling), fires each due
@@ -409,32 +419,45 @@ func (c *cronLoop) pick(t *Task, due []time.Time, now time.Time) []time.Time {
 	return append(fire, onTime...)
 }
 
-// fire stores the job of one slot. The task is read again first: a task
-// disabled, deleted or re-scheduled a moment ago does not fire a slot of
-// its old schedule.
-func (m *Manager) fire(ctx context.Context, old *Task, slot time.Time) {
-	t, err := m.Get(ctx, old.ID)
-	if errors.Is(err, ErrNotFound) {
-		return
+// fire stores the job of one slot, made from the loop's copy of the task
+// and stored only if the task is still that version (one insert, no read
+// first). If it changed meanwhile (the change's signal is on its way), the
+// task is read again, and a task now disabled, deleted or re-scheduled does
+// not fire a slot of its old schedule.
+func (m *Manager) fire(ctx context.Context, t *Task, slot time.Time) {
+	var r *job.Record
+	var err error
+	for try := 0; ; try++ {
+		var n *job.NewJob
+		n, err = m.newJob(t, ExecuteInput{})
+		if err != nil {
+			m.schedObs.Skipped("error")
+			m.log.Error("schedule: the task cannot run", "task_id", t.ID, "slot", slot, "error", err)
+			return
+		}
+		n.ScheduledFor, n.TaskVersion = &slot, &t.version
+		n.SkipIfActive = t.Overlap == OverlapSkip
+		r, err = m.jobs.Submit(ctx, *n)
+		if !errors.Is(err, job.ErrTaskChanged) || try > 0 {
+			break
+		}
+		old := t
+		if t, err = m.Get(ctx, old.ID); err != nil {
+			if !errors.Is(err, ErrNotFound) {
+				m.schedObs.Skipped("error")
+				m.log.Error("schedule: read task", "task_id", old.ID, "slot", slot, "error", err)
+			}
+			return
+		}
+		if !t.Enabled || t.Schedule == nil || entryKey(t) != entryKey(old) {
+			return
+		}
 	}
-	if err != nil {
-		m.schedObs.Skipped("error")
-		m.log.Error("schedule: read task", "task_id", old.ID, "slot", slot, "error", err)
-		return
-	}
-	if !t.Enabled || t.Schedule == nil || entryKey(t) != entryKey(old) {
-		return
-	}
-	n, err := m.newJob(t, ExecuteInput{})
-	if err != nil {
-		m.schedObs.Skipped("error")
-		m.log.Error("schedule: the task cannot run", "task_id", t.ID, "slot", slot, "error", err)
-		return
-	}
-	n.ScheduledFor = &slot
-	n.SkipIfActive = t.Overlap == OverlapSkip
-	r, err := m.jobs.Submit(ctx, *n)
 	switch {
+	case errors.Is(err, job.ErrTaskChanged):
+		m.schedObs.Skipped("error")
+		m.log.Warn("schedule: the task kept changing; slot not fired", "task_id", t.ID, "slot", slot)
+		return
 	case errors.Is(err, job.ErrSlotTaken):
 		return // another node fired it
 	case errors.Is(err, job.ErrOverlap):
