@@ -20,13 +20,14 @@ INSERT INTO jobs (id, task_id, type, command, task_snapshot, params, env, status
                   scheduled_for)
 SELECT ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, 1, 'schedule', ?, ?
 WHERE (? < 0 OR EXISTS (SELECT 1 FROM tasks t WHERE t.id = ? AND t.version = ?))
-  AND (? = 0 OR NOT EXISTS (SELECT 1 FROM jobs a WHERE a.task_id = ? AND a.status IN ('pending', 'running')))
-ON CONFLICT (task_id, scheduled_for) DO NOTHING
+  AND (? = 0 OR (NOT EXISTS (SELECT 1 FROM jobs a WHERE a.task_id = ? AND a.status = 'pending')
+                 AND NOT EXISTS (SELECT 1 FROM jobs a WHERE a.task_id = ? AND a.status = 'running')))
+ON CONFLICT (task_id, scheduled_for) WHERE scheduled_for IS NOT NULL DO NOTHING
 
 -- Why a fire stored nothing: the slot's job exists; the task is no longer
 -- the version the fire was made from (second count 0); else overlap.
 -- name: SlotTaken
-SELECT (SELECT COUNT(*) FROM jobs WHERE task_id = ? AND scheduled_for = ?),
+SELECT (SELECT COUNT(*) FROM jobs WHERE task_id = ? AND scheduled_for = ? AND scheduled_for IS NOT NULL),
        (SELECT COUNT(*) FROM tasks WHERE id = ? AND version = ?)
 
 -- The latest slot a task's schedule handled (fired, skipped or found
@@ -35,7 +36,8 @@ SELECT (SELECT COUNT(*) FROM jobs WHERE task_id = ? AND scheduled_for = ?),
 UPDATE tasks SET last_slot = ? WHERE id = ? AND (last_slot IS NULL OR last_slot < ?)
 
 -- name: ActiveOfTask
-SELECT id FROM jobs WHERE task_id = ? AND status IN ('pending', 'running') ORDER BY id
+SELECT id FROM jobs WHERE task_id = ? AND status = 'pending'
+UNION ALL SELECT id FROM jobs WHERE task_id = ? AND status = 'running' ORDER BY id
 
 -- name: InsertRunning
 INSERT INTO jobs (id, task_id, type, command, task_snapshot, params, env, status, attempt,
@@ -71,9 +73,11 @@ SELECT id, 1, 'status', 1, ?::bigint, ?::text FROM j UNION ALL SELECT id, 2, 'st
 -- count cannot tell two picks of one statement apart. The dispatcher claims
 -- again at once when a claim took a limited job. SQLite has one writer, so
 -- counting the task's running rows in the statement is exact.
+-- (INDEXED BY: without it SQLite's planner took jobs_status and sorted
+-- every pending job on each claim.)
 -- name: ClaimNext
 WITH ready AS MATERIALIZED (
-    SELECT j.id FROM jobs j LEFT JOIN tasks t ON t.id = j.task_id
+    SELECT j.id FROM jobs j INDEXED BY jobs_ready LEFT JOIN tasks t ON t.id = j.task_id
     WHERE j.status = 'pending' AND j.run_after <= ?
       AND (t.conc_limit IS NULL OR (
           t.conc_limit > (SELECT COUNT(*) FROM jobs r WHERE r.task_id = j.task_id AND r.status = 'running')

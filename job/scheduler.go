@@ -500,7 +500,7 @@ func (s *Scheduler) insertFire(ctx context.Context, tx *sql.Tx, r *Record, n New
 	}
 	res, err := s.db.ExecTx(ctx, tx, s.q.InsertFire, r.ID, r.TaskID, r.Type, r.Command, string(r.Task),
 		jsonText(r.Params), jsonText(r.Env), r.MaxAttempts, timeout, ms, ms, r.Priority, slot,
-		version, r.TaskID, version, skip, r.TaskID)
+		version, r.TaskID, version, skip, r.TaskID, r.TaskID)
 	if err != nil {
 		return err
 	}
@@ -529,7 +529,7 @@ func (s *Scheduler) insertFire(ctx context.Context, tx *sql.Tx, r *Record, n New
 
 // ActiveJobs lists the ids of a task's pending and running jobs, oldest first.
 func (s *Scheduler) ActiveJobs(ctx context.Context, taskID string) ([]string, error) {
-	rows, err := s.db.Query(ctx, s.q.ActiveOfTask, taskID)
+	rows, err := s.db.Query(ctx, s.q.ActiveOfTask, taskID, taskID)
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,7 @@ type Schedule struct {
 	// Exactly one of spec and every is set.
 	spec  *cron.SpecSchedule // matched against wall-clock values in UTC
 	every time.Duration      // whole seconds, at least one
-	phase int64              // @every: slots are phase + k*every, in Unix seconds (see From)
+	phase int64              // @every: slots are phase + k*every, in Unix milliseconds (see From)
 
 	// fixedTime is true when neither the minute nor the hour field starts
 	// with "*" (the rule of Vixie and ISC cron): such a schedule names clock
@@ -36,8 +36,8 @@ func (s *Schedule) String() string { return s.expr }
 func (s *Schedule) Zone() string { return s.zone }
 
 // From anchors an "@every" schedule at a time: its slots are that time
-// (to the second) plus whole multiples of the duration, so "@every 10m" set
-// at 12:03:17 fires at 12:13:17, 12:23:17, and so on. The engine anchors a
+// (to the millisecond) plus whole multiples of the duration, so "@every 10m"
+// set at 12:03:17.250 fires at 12:13:17.250, 12:23:17.250, and so on. The engine anchors a
 // task's schedule at when it was set, which also spreads many tasks with the
 // same interval over it instead of firing them all at one instant. Without
 // From, slots are multiples of the duration since the Unix epoch. Cron
@@ -47,17 +47,17 @@ func (s *Schedule) From(anchor time.Time) *Schedule {
 		return s
 	}
 	c := *s
-	step := int64(s.every / time.Second)
-	c.phase = anchor.Unix() - floorDiv(anchor.Unix(), step)*step
+	step := s.every.Milliseconds()
+	c.phase = anchor.UnixMilli() - floorDiv(anchor.UnixMilli(), step)*step
 	return &c
 }
 
 // Next is the first slot strictly after after, in UTC.
 func (s *Schedule) Next(after time.Time) time.Time {
 	if s.spec == nil {
-		step := int64(s.every / time.Second)
-		k := floorDiv(after.Unix()-s.phase, step) + 1
-		return time.Unix(k*step+s.phase, 0).UTC()
+		step := s.every.Milliseconds()
+		k := floorDiv(after.UnixMilli()-s.phase, step) + 1
+		return time.UnixMilli(k*step + s.phase).UTC()
 	}
 	return s.nextWall(after.In(s.loc))
 }
@@ -81,11 +81,11 @@ func (s *Schedule) Missed(from, to time.Time, limit int) []time.Time {
 		return nil
 	}
 	if s.spec == nil {
-		step := int64(s.every / time.Second)
-		first, last := floorDiv(from.Unix()-s.phase, step)+1, floorDiv(to.Unix()-s.phase, step)
+		step := s.every.Milliseconds()
+		first, last := floorDiv(from.UnixMilli()-s.phase, step)+1, floorDiv(to.UnixMilli()-s.phase, step)
 		var slots []time.Time
 		for k := max(first, last-int64(limit)+1); k <= last; k++ {
-			slots = append(slots, time.Unix(k*step+s.phase, 0).UTC())
+			slots = append(slots, time.UnixMilli(k*step+s.phase).UTC())
 		}
 		return slots
 	}

@@ -259,7 +259,7 @@ func TestMissed(t *testing.T) {
 }
 
 // TestEveryFromAnchor: an anchored @every counts from its anchor, to the
-// second, in Next and in Missed alike; cron schedules ignore the anchor.
+// millisecond, in Next and in Missed alike; cron schedules ignore the anchor.
 func TestEveryFromAnchor(t *testing.T) {
 	s, err := schedule.Parse("@every 10m", "")
 	if err != nil {
@@ -273,18 +273,18 @@ func TestEveryFromAnchor(t *testing.T) {
 		}
 		return x
 	}
-	a := s.From(at("2026-03-07T12:03:17.900Z"))
-	if got := a.Next(at("2026-03-07T12:05:00Z")); !got.Equal(at("2026-03-07T12:13:17Z")) {
+	a := s.From(at("2026-03-07T12:03:17.9004Z"))
+	if got := a.Next(at("2026-03-07T12:05:00Z")); !got.Equal(at("2026-03-07T12:13:17.9Z")) {
 		t.Fatalf("Next: %v", got)
 	}
-	if got := a.Next(at("2026-03-07T12:13:17Z")); !got.Equal(at("2026-03-07T12:23:17Z")) {
+	if got := a.Next(at("2026-03-07T12:13:17.9Z")); !got.Equal(at("2026-03-07T12:23:17.9Z")) {
 		t.Fatalf("Next after a slot: %v", got)
 	}
-	if got := a.Next(at("2026-03-07T11:55:00Z")); !got.Equal(at("2026-03-07T12:03:17Z")) {
+	if got := a.Next(at("2026-03-07T11:55:00Z")); !got.Equal(at("2026-03-07T12:03:17.9Z")) {
 		t.Fatalf("Next before the anchor: %v", got)
 	}
-	missed := a.Missed(at("2026-03-07T12:13:17Z"), at("2026-03-07T13:00:00Z"), 3)
-	want := []time.Time{at("2026-03-07T12:33:17Z"), at("2026-03-07T12:43:17Z"), at("2026-03-07T12:53:17Z")}
+	missed := a.Missed(at("2026-03-07T12:13:17.9Z"), at("2026-03-07T13:00:00Z"), 3)
+	want := []time.Time{at("2026-03-07T12:33:17.9Z"), at("2026-03-07T12:43:17.9Z"), at("2026-03-07T12:53:17.9Z")}
 	if len(missed) != 3 || !missed[0].Equal(want[0]) || !missed[2].Equal(want[2]) {
 		t.Fatalf("Missed: %v, want %v", missed, want)
 	}

@@ -26,15 +26,18 @@ ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN limited INTEGER NOT NULL DEFAULT 0;
 
 -- One job per (task, slot): a second node's fire of the same slot is a no-op.
--- NULLs are distinct, so jobs not from a schedule never conflict.
-CREATE UNIQUE INDEX jobs_slot ON jobs (task_id, scheduled_for);
+-- Partial, so jobs not from a schedule cost no entry.
+CREATE UNIQUE INDEX jobs_slot ON jobs (task_id, scheduled_for) WHERE scheduled_for IS NOT NULL;
 -- The claim walks ready jobs highest priority first, then in submit order.
 CREATE INDEX jobs_ready ON jobs (priority DESC, id) WHERE status = 'pending';
--- A task's active jobs: the overlap check and the per-task running count.
-CREATE INDEX jobs_task_active ON jobs (task_id, status) WHERE status IN ('pending', 'running');
+-- A task's pending jobs in claim order, and its running ones: the claim's
+-- per-task limit and the overlap check of a fire.
+CREATE INDEX jobs_task_pending ON jobs (task_id, priority DESC, id) WHERE status = 'pending';
+CREATE INDEX jobs_task_running ON jobs (task_id) WHERE status = 'running';
 
 -- +goose Down
-DROP INDEX jobs_task_active;
+DROP INDEX jobs_task_running;
+DROP INDEX jobs_task_pending;
 DROP INDEX jobs_ready;
 DROP INDEX jobs_slot;
 ALTER TABLE jobs DROP COLUMN limited;
