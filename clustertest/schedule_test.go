@@ -57,12 +57,13 @@ func (n *node) scheduleJobs(taskID string) []schedJob {
 // (when to kill a node, when to send a PATCH), never a stand-in for a state.
 func sleepUntil(at time.Time) { time.Sleep(time.Until(at)) }
 
-// halfSecond is the first instant at or after t that is half past a whole
-// second: between two slots of "@every 1s", when a `true` job of the
-// previous slot has long ended, so a SIGKILL then strands no running job.
-func halfSecond(t time.Time) time.Time {
-	h := t.Truncate(time.Second).Add(time.Second / 2)
-	if h.Before(t) {
+// halfway is the first instant at or after t that is half a second after
+// a slot of "@every 1s" whose slots fall on slot + whole seconds (it counts
+// from when the schedule was set): between two slots, when a `true` job of
+// the previous slot has long ended, so a SIGKILL then strands no running job.
+func halfway(t, slot time.Time) time.Time {
+	h := slot.Add(t.Sub(slot).Truncate(time.Second)).Add(time.Second / 2)
+	for h.Before(t) {
 		h = h.Add(time.Second)
 	}
 	return h
@@ -96,17 +97,20 @@ func TestScheduleFiresEachSlotOnceOnThreeNodes(t *testing.T) {
 
 	// One retry: should a job run on C at the moment of its SIGKILL after
 	// all, it is rescued and completes on attempt 2 rather than failing.
-	var task struct{ ID string }
+	var task struct {
+		ID         string
+		NextFireAt time.Time `json:"next_fire_at"`
+	}
 	posted := time.Now()
 	a.call("POST", "/api/v1/tasks", map[string]any{
 		"command": "true", "type": "shell", "schedule": "@every 1s", "overlap": "allow", "retries": 1,
 	}, 201, &task)
 	created := time.Now()
 
-	sleepUntil(halfSecond(created.Add(run / 3)))
+	sleepUntil(halfway(created.Add(run/3), task.NextFireAt))
 	c.kill()
 	killed := time.Now()
-	sleepUntil(halfSecond(created.Add(2 * run / 3)))
+	sleepUntil(halfway(created.Add(2*run/3), task.NextFireAt))
 	restartAt := time.Now()
 	c2 := start(t, "C2", url)
 	names[c2.id] = "C2 (C restarted)"
@@ -138,8 +142,8 @@ func TestScheduleFiresEachSlotOnceOnThreeNodes(t *testing.T) {
 			continue
 		}
 		slot := j.ScheduledFor.UTC()
-		if !slot.Truncate(time.Second).Equal(slot) {
-			t.Errorf("job %s: slot %s is not a whole second", j.ID, slot.Format(time.RFC3339Nano))
+		if d := slot.Sub(task.NextFireAt); d%time.Second != 0 {
+			t.Errorf("job %s: slot %s is not the first slot (%s) plus whole seconds", j.ID, slot.Format(time.RFC3339Nano), task.NextFireAt.Format(time.RFC3339Nano))
 		}
 		bySlot[slot] = append(bySlot[slot], j)
 		if j.Status != "completed" {
@@ -172,7 +176,7 @@ func TestScheduleFiresEachSlotOnceOnThreeNodes(t *testing.T) {
 			t.Errorf("slot %s fired %d jobs: %s", s.Format(time.TimeOnly), len(js), strings.Join(ids, ", "))
 		}
 	}
-	// The ends: the first slot is the first whole second after the create
+	// The ends: the first slot is the one the create announced, a second after it
 	// (the node that stored the task hears of it at once), and the schedule
 	// fired until the disable, and not after.
 	if !first.After(posted) || first.After(created.Add(2*time.Second)) {
@@ -274,8 +278,8 @@ func listenSignals(t *testing.T, url string) <-chan string {
 // channel) and before the first slot; and only one other node runs at a
 // time, so the first slot must be that node's. This is done for A (C
 // stopped) and then for C (A stopped), with B started afresh: the change
-// reaches every node. The PATCH is sent just after a whole second, so the
-// first slot is the next whole second, some 950 ms away: a loop that
+// reaches every node. @every counts from the change, so the first slot is
+// a second after the PATCH (its answer's next_fire_at): a loop that
 // heard of the change waits for it; one that learned it only from its
 // next re-read misses it more often than not (in each round, about 2 in 3),
 // so the two rounds together tell the one from the other.
@@ -308,7 +312,7 @@ func TestScheduleChangeReachesAllNodes(t *testing.T) {
 
 // changeRound PATCHes the task to "@every 1s" through patcher, kills
 // patcher once its signal went out, and checks that receiver, the only
-// other live node, fired the first whole second after the PATCH. Then it
+// other live node, fired the first slot after the PATCH. Then it
 // sets the task back to yearly through receiver and waits for the task's
 // jobs to end. A round in which the signal or the kill came too close to
 // the first slot (the patcher might have fired it) proves nothing and is
@@ -321,9 +325,16 @@ func changeRound(t *testing.T, url, taskID string, patcher, receiver *node, sign
 		}
 		sleepUntil(time.Now().Truncate(time.Second).Add(time.Second + 50*time.Millisecond))
 		patchAt := time.Now()
-		slot := patchAt.Truncate(time.Second).Add(time.Second)
-		patcher.call("PATCH", "/api/v1/tasks/"+taskID, map[string]any{"schedule": "@every 1s"}, 200, nil)
+		var patched struct {
+			NextFireAt time.Time `json:"next_fire_at"`
+		}
+		patcher.call("PATCH", "/api/v1/tasks/"+taskID, map[string]any{"schedule": "@every 1s"}, 200, &patched)
 		answered := time.Now()
+		// @every counts from the change: the first slot is a second after it.
+		slot := patched.NextFireAt
+		if d := slot.Sub(patchAt); d < 900*time.Millisecond || d > 1200*time.Millisecond {
+			t.Fatalf("after the PATCH at %s the next slot is %s, want about a second later", patchAt.Format("15:04:05.000"), slot.Format("15:04:05.000"))
+		}
 
 		var signaled time.Time
 		timeout := time.NewTimer(time.Until(slot.Add(-200 * time.Millisecond)))
@@ -388,7 +399,7 @@ func changeRound(t *testing.T, url, taskID string, patcher, receiver *node, sign
 			continue
 		}
 		if !first.ScheduledFor.Equal(slot) {
-			t.Errorf("%s fired its first slot at %s, want %s, the first whole second after the PATCH through %s at %s: the change reached it late (by a re-read, not the signal)",
+			t.Errorf("%s fired its first slot at %s, want %s, the first slot after the PATCH through %s at %s: the change reached it late (by a re-read, not the signal)",
 				receiver.name, first.ScheduledFor.Format("15:04:05.000"), slot.Format("15:04:05.000"), patcher.name, patchAt.Format("15:04:05.000"))
 		}
 		if first.SubmittedAt.Sub(patchAt) > 2*time.Second {
