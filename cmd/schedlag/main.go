@@ -4,7 +4,9 @@
 //	go run ./cmd/schedlag -server http://127.0.0.1:8000 -tasks 1000 -every 1s -duration 30s [-function noop]
 //
 // It creates -tasks function tasks on "@every <every>" (overlap allow, so
-// that no slot is skipped for a slow job), lets them fire for -duration,
+// that no slot is skipped for a slow job), paced over one interval so their
+// phases spread as those of tasks created at arbitrary times do (-burst: all
+// at once), lets them fire for -duration,
 // disables them, waits until their jobs are terminal, and reads every job
 // they fired. It prints, over all jobs, the fire lag (slot → job stored,
 // submitted_at − scheduled_for) and the start lag (slot → first attempt
@@ -92,20 +94,29 @@ func main() {
 	every := flag.Duration("every", time.Second, "their schedule: @every this")
 	duration := flag.Duration("duration", 30*time.Second, "how long they fire")
 	function := flag.String("function", "noop", "the registered do-nothing function the tasks run")
+	burst := flag.Bool("burst", false, "create the tasks as fast as possible instead of paced over one interval")
 	flag.Parse()
 	c := &client{base: strings.TrimRight(*server, "/"), key: *key, http: &http.Client{
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 32},
 	}}
-	if err := run(context.Background(), c, *tasks, *every, *duration, *function); err != nil {
+	if err := run(context.Background(), c, *tasks, *every, *duration, *function, *burst); err != nil {
 		fmt.Fprintln(os.Stderr, "schedlag:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, c *client, n int, every, duration time.Duration, function string) error {
+func run(ctx context.Context, c *client, n int, every, duration time.Duration, function string, burst bool) error {
 	ids := make([]string, n)
+	// Creates are paced over one interval: @every counts from when the
+	// schedule was set, so this gives the tasks evenly spread phases, as
+	// tasks created at arbitrary times have. (-burst creates them at once,
+	// so their phases bunch up in the fraction of a second that takes.)
+	began := time.Now()
 	if err := parallel(n, func(i int) error {
+		if !burst {
+			time.Sleep(time.Until(began.Add(every * time.Duration(i) / time.Duration(n))))
+		}
 		var t struct{ ID string }
 		err := c.do(ctx, "POST", "/api/v1/tasks", map[string]any{
 			"command": function, "type": "function", "schedule": "@every " + every.String(), "overlap": "allow",
