@@ -186,18 +186,12 @@ func (m *Manager) Create(ctx context.Context, in Input) (*Task, error) {
 	if in.Enabled != nil {
 		t.Enabled = *in.Enabled
 	}
-	if in.Retries != nil {
-		t.Retries = *in.Retries
-	}
+	setIf(&t.Retries, in.Retries)
 	t.Schedule, t.MaxConcurrent = in.Schedule, in.MaxConcurrent
-	for dst, src := range map[*string]*string{&t.Timezone: in.Timezone, &t.Overlap: in.Overlap, &t.CatchUp: in.CatchUp} {
-		if src != nil {
-			*dst = *src
-		}
-	}
-	if in.Priority != nil {
-		t.Priority = *in.Priority
-	}
+	setIf(&t.Timezone, in.Timezone)
+	setIf(&t.Overlap, in.Overlap)
+	setIf(&t.CatchUp, in.CatchUp)
+	setIf(&t.Priority, in.Priority)
 	if err := m.validate(t); err != nil {
 		return nil, err
 	}
@@ -383,6 +377,13 @@ func (m *Manager) Update(ctx context.Context, id string, p Patch) (*Task, error)
 	return nil, fmt.Errorf("update task %s: it kept changing under concurrent updates; try again", id)
 }
 
+// setIf sets *dst to *src when src is given.
+func setIf[T any](dst *T, src *T) {
+	if src != nil {
+		*dst = *src
+	}
+}
+
 // apply sets the fields the patch names.
 func (p Patch) apply(t *Task) {
 	typeGiven := p.Type != nil
@@ -395,9 +396,7 @@ func (p Patch) apply(t *Task) {
 	if typeGiven {
 		t.Type = *p.Type
 	}
-	if p.Enabled != nil {
-		t.Enabled = *p.Enabled
-	}
+	setIf(&t.Enabled, p.Enabled)
 	if p.Params != nil {
 		t.Params = p.Params
 	}
@@ -407,27 +406,17 @@ func (p Patch) apply(t *Task) {
 	if p.TimeoutSeconds != nil {
 		t.TimeoutSeconds = p.TimeoutSeconds
 	}
-	if p.Retries != nil {
-		t.Retries = *p.Retries
-	}
 	if p.Schedule != nil {
 		t.Schedule = p.Schedule
-	}
-	if p.Timezone != nil {
-		t.Timezone = *p.Timezone
-	}
-	if p.Overlap != nil {
-		t.Overlap = *p.Overlap
-	}
-	if p.CatchUp != nil {
-		t.CatchUp = *p.CatchUp
 	}
 	if p.MaxConcurrent != nil {
 		t.MaxConcurrent = p.MaxConcurrent
 	}
-	if p.Priority != nil {
-		t.Priority = *p.Priority
-	}
+	setIf(&t.Retries, p.Retries)
+	setIf(&t.Timezone, p.Timezone)
+	setIf(&t.Overlap, p.Overlap)
+	setIf(&t.CatchUp, p.CatchUp)
+	setIf(&t.Priority, p.Priority)
 	for _, f := range p.Clear {
 		switch f {
 		case "params":
