@@ -3,6 +3,7 @@ package servicekit_test
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -94,5 +95,30 @@ func TestMetricsFollowJobs(t *testing.T) {
 	e.do("GET", "/api/v1/nowhere", nil)
 	if got := value(e.scrape(), "servicekit_http_requests_total", map[string]string{"route": "unmatched", "status": "404"}); got != 1 {
 		t.Errorf("unmatched 404s: %v", got)
+	}
+}
+
+// TestScheduleMetrics: an every-second schedule on a job that outlives its
+// slot fires, skips by overlap, and records the lag from slot to start.
+func TestScheduleMetrics(t *testing.T) {
+	e := newEnv(t)
+	tk := e.createTask(map[string]any{"command": "sleep 2", "schedule": "@every 1s"})
+	id := tk["id"].(string)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		fams := e.scrape()
+		fired := value(fams, "servicekit_schedule_fires_total", nil)
+		skipped := value(fams, "servicekit_schedule_skips_total", map[string]string{"reason": "overlap"})
+		lag := value(fams, "servicekit_schedule_lag_seconds", nil)
+		if fired >= 1 && skipped >= 1 && lag >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 15 s: fires %v, overlap skips %v, lag observations %v", fired, skipped, lag)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r := e.do("PATCH", "/api/v1/tasks/"+id, map[string]any{"enabled": false}); r.status != 200 {
+		t.Fatalf("disable: %d %s", r.status, r.body)
 	}
 }
