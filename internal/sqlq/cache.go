@@ -32,15 +32,27 @@ func (c *Cache) Get(query string) *sql.Stmt {
 
 // Warm prepares the statements not yet prepared. One that fails to prepare
 // (a table a later migration adds, say) is skipped: it runs unprepared.
+//
+// It prepares without holding the lock: a prepare waits for a free
+// connection, and the writer pool's only one may be held by a transaction
+// that calls Get, which would then wait for the lock — a deadlock that a
+// second manager built on a live database hit (TestWarmWhileTxUsesCache).
 func (c *Cache) Warm(statements ...string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, q := range statements {
-		if c.m[q] != nil {
+		if c.Get(q) != nil {
 			continue
 		}
-		if st, err := c.pool.Prepare(q); err == nil {
-			c.m[q] = st
+		st, err := c.pool.Prepare(q)
+		if err != nil {
+			continue
+		}
+		c.mu.Lock()
+		if c.m[q] == nil {
+			c.m[q], st = st, nil
+		}
+		c.mu.Unlock()
+		if st != nil {
+			st.Close() // another Warm prepared it meanwhile
 		}
 	}
 }
