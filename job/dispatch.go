@@ -375,8 +375,8 @@ func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, ou
 	if out.Traceback != "" {
 		tb = &out.Traceback
 	}
-	if !retry && s.db.Dialect == store.Postgres && !errors.Is(out.Err, errDeleted) {
-		return s.finishOneStatement(ctx, r, status, out, errText, tb, c, now)
+	if !retry && !errors.Is(out.Err, errDeleted) {
+		return s.finishPredicted(ctx, r, status, out, errText, tb, c, now)
 	}
 	var end *Record
 	err := s.do(ctx, func(tx *sql.Tx) error {
@@ -428,11 +428,14 @@ func (s *Scheduler) endAttempt(ctx context.Context, r *Record, status Status, ou
 	return end, err
 }
 
-// finishOneStatement ends an attempt on PostgreSQL with FinishPG: the
-// job's end, its artifact and its status event in one statement. The event
-// carries the record as it will be, predicted from the run's (the fields
-// the statement sets, and the progress the run last stored).
-func (s *Scheduler) finishOneStatement(ctx context.Context, r *Record, status Status, out Outcome, errText, tb *string, c *capture, now time.Time) (*Record, error) {
+// finishPredicted ends an attempt with its artifact and status event, the
+// event carrying the record as it will be, predicted from the run's (the
+// fields the statement sets, and the progress the run last stored): the
+// JSON is encoded here, on the run's goroutine, not by the database writer
+// (on SQLite one goroutine writes for every job, so work done inside its
+// transactions is work no other core can share), and the row is not read
+// back. On PostgreSQL the three writes are one statement (FinishPG).
+func (s *Scheduler) finishPredicted(ctx context.Context, r *Record, status Status, out Outcome, errText, tb *string, c *capture, now time.Time) (*Record, error) {
 	artID := ids.New()
 	next := *r
 	fin := now.Truncate(time.Millisecond)
@@ -450,13 +453,42 @@ func (s *Scheduler) finishOneStatement(ctx context.Context, r *Record, status St
 		return nil, err
 	}
 	ms := fin.UnixMilli()
-	rec, err := scanRecord(s.db.QueryRowW(ctx, s.q.FinishPG, string(status), ms, out.ExitCode, jsonText(out.Result),
-		errText, tb, artID, r.ID, r.Attempt, artID, string(art), ms, ms, len(event), string(event)))
-	if errors.Is(err, sql.ErrNoRows) {
-		s.log.Warn("job attempt ended after it was taken from this node", "job_id", r.ID, "attempt", r.Attempt)
-		return nil, nil
+	if s.db.Dialect == store.Postgres {
+		rec, err := scanRecord(s.db.QueryRowW(ctx, s.q.FinishPG, string(status), ms, out.ExitCode, jsonText(out.Result),
+			errText, tb, artID, r.ID, r.Attempt, artID, string(art), ms, ms, len(event), string(event)))
+		if errors.Is(err, sql.ErrNoRows) {
+			s.log.Warn("job attempt ended after it was taken from this node", "job_id", r.ID, "attempt", r.Attempt)
+			return nil, nil
+		}
+		return rec, err
 	}
-	return rec, err
+	result := jsonText(out.Result)
+	var end *Record
+	err = s.do(ctx, func(tx *sql.Tx) error {
+		end = nil
+		var seq int64
+		var cancel int
+		err := s.db.QueryRowTx(ctx, tx, s.q.FinishLite, string(status), ms, out.ExitCode, result, errText, tb,
+			artID, r.ID, r.Attempt).Scan(&seq, &cancel)
+		if errors.Is(err, sql.ErrNoRows) {
+			s.log.Warn("job attempt ended after it was taken from this node", "job_id", r.ID, "attempt", r.Attempt)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := s.artifacts.InsertTx(ctx, tx, artID, art, nil, fin); err != nil {
+			return err
+		}
+		if _, err := s.db.ExecTx(ctx, tx, s.q.InsertEvent, r.ID, seq, "status", 1, len(event), string(event)); err != nil {
+			return err
+		}
+		e := next
+		e.eventSeq, e.cancelLevel = seq, cancel
+		end = &e
+		return nil
+	})
+	return end, err
 }
 
 func (s *Scheduler) deleteTx(ctx context.Context, tx *sql.Tx, id string) error {

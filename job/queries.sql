@@ -132,6 +132,15 @@ SET status = ?, finished_at = ?, exit_code = ?, result = ?, error = ?, error_tra
 WHERE id = ? AND status = 'running' AND attempt = ?
 RETURNING /*COLS*/
 
+-- Finish without reading the row back: the caller predicted the record
+-- (see finishPredicted) and needs only the event id and the cancel level.
+-- name: FinishLite
+UPDATE jobs
+SET status = ?, finished_at = ?, exit_code = ?, result = ?, error = ?, error_traceback = ?,
+    artifact_id = ?, lease_until = NULL, event_seq = event_seq + 1
+WHERE id = ? AND status = 'running' AND attempt = ?
+RETURNING event_seq, cancel_requested
+
 -- A failed attempt goes back to pending only if nobody asked to cancel it
 -- meanwhile; otherwise EndCanceled ends it (a cancel is never lost to a retry).
 -- Finish, its artifact and its status event as one statement: PostgreSQL

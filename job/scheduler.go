@@ -29,7 +29,7 @@ var queries = sqlq.MustLoad(queryFS, "queries.sql")
 
 // jobQueries are the statements of queries.sql, one field per "-- name:".
 type jobQueries struct {
-	InsertFire, SlotTaken, MarkSlot, ActiveOfTask, ClaimNextPG                                              string
+	InsertFire, SlotTaken, MarkSlot, ActiveOfTask, ClaimNextPG, FinishLite                                  string
 	Insert, InsertRunning, InsertRunningPG, ClaimNext, NextRunAfter, Finish, FinishPG, Requeue, EndCanceled string
 	CancelPending, RequestCancel, SetProgress, ReserveSeq, RenewLeases, ReleaseLease, CancelRequestedHere   string
 	Expired, RunningNodes, RunningOn, RescueRequeue, RescueEnd                                              string
