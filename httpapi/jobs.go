@@ -154,12 +154,23 @@ func (s *Server) registerJobs() {
 		if err != nil {
 			return nil, err
 		}
-		if _, err := j.Get(ctx, in.ID); err != nil {
+		// Subscribed before the first read, so no change after it is
+		// missed; that read (shared and bounded like every stream read)
+		// also tells whether the job exists, so a new stream costs one
+		// query, not a Get and then a read.
+		changed, stop := j.Subscribe(in.ID)
+		first, err := st.load(ctx, in.ID, after)
+		if err == nil && first.gone {
+			err = job.ErrNotFound
+		}
+		if err != nil {
+			stop()
 			return nil, s.toProblem(ctx, err)
 		}
 		return &huma.StreamResponse{Body: func(hc huma.Context) {
+			defer stop()
 			r, w := humago.Unwrap(hc)
-			st.serve(w, r, in.ID, after)
+			st.serve(w, r, in.ID, after, first, changed)
 		}}, nil
 	})
 }

@@ -132,12 +132,15 @@ type chunk struct {
 	last int64 // id of the last event in data; the id asked for when none
 	done bool  // data ends with the job's terminal status, or its deletion
 	more bool  // events were left out to stay within StreamBuffer
+	gone bool  // the job does not exist (data says "deleted")
 }
 
-// serve writes a job's events as SSE: first those stored after `after`,
-// then each new batch as the scheduler signals a change. A woken stream
-// reads only what is new, so no client polls the database on a timer.
-func (st *streamer) serve(w http.ResponseWriter, r *http.Request, id string, after int64) {
+// serve writes a job's events as SSE: first those stored after `after`
+// (first, the chunk the caller read once it had subscribed to the job's
+// changes on changed), then each new batch as the scheduler signals a change. A
+// woken stream reads only what is new, so no client polls the database on
+// a timer.
+func (st *streamer) serve(w http.ResponseWriter, r *http.Request, id string, after int64, first *chunk, changed <-chan struct{}) {
 	ctx := r.Context()
 	limit, _ := ctx.Value(streamLimitKey{}).(*streamLimit)
 	if limit == nil {
@@ -152,8 +155,6 @@ func (st *streamer) serve(w http.ResponseWriter, r *http.Request, id string, aft
 	}
 	defer limit.release()
 
-	changed, stop := st.s.d.Jobs.Subscribe(id) // before the first read, so no change is missed
-	defer stop()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -186,7 +187,11 @@ func (st *streamer) serve(w http.ResponseWriter, r *http.Request, id string, aft
 	keep := time.NewTicker(KeepAlive)
 	defer keep.Stop()
 	for {
-		c, err := st.load(ctx, id, after)
+		c, err := first, error(nil)
+		if c == nil {
+			c, err = st.load(ctx, id, after)
+		}
+		first = nil
 		if err != nil {
 			if ctx.Err() == nil {
 				st.s.d.Logger.Warn("stream job events", "job_id", id, "error", err)
@@ -255,7 +260,7 @@ func (st *streamer) read(id string, after int64) (*chunk, error) {
 		c := &chunk{prev: after, last: after}
 		if _, err := st.s.d.Jobs.Get(ctx, id); errors.Is(err, job.ErrNotFound) {
 			c.data = fmt.Appendf(nil, "id: %d\nevent: status\ndata: {\"id\":%q,\"status\":\"deleted\"}\n\n", after+1, id)
-			c.last, c.done = after+1, true
+			c.last, c.done, c.gone = after+1, true, true
 		}
 		return c, nil
 	}
