@@ -69,6 +69,10 @@ type Manager struct {
 
 	mu       sync.Mutex
 	bindings map[*Function]*Binding
+
+	cacheMu  sync.Mutex
+	cache    map[string]cachedTask // tasks $execute read, dropped on any change signal
+	cacheGen uint64                // counts forgets
 }
 
 // NewManager makes a manager and installs it as jobs' executor.
@@ -88,8 +92,60 @@ func NewManager(db *store.DB, jobs *job.Scheduler, artifacts *artifact.Manager, 
 		bindings: map[*Function]*Binding{},
 	}
 	db.MustBind(withCols(queries), &m.q)
+	db.Notifier().Subscribe(topicTasks, m.forget)
+	db.Notifier().OnResync(func() { m.forget("") })
 	jobs.SetExecutor(executor{m})
 	return m
+}
+
+// cached is Get for $execute, from memory when the task was read before
+// and nobody changed it since. Every change (Update, Delete) signals every
+// node on the notifier, which drops the entry (this node's synchronously,
+// before Update returns); on PostgreSQL a resync, after signals may have
+// been lost, drops all; and an entry is read again after taskCacheTTL in
+// any case. A task is immutable once cached: Update makes a new value.
+func (m *Manager) cached(ctx context.Context, id string) (*Task, error) {
+	m.cacheMu.Lock()
+	c, gen := m.cache[id], m.cacheGen
+	m.cacheMu.Unlock()
+	if c.t != nil && time.Since(c.at) < taskCacheTTL {
+		return c.t, nil
+	}
+	t, err := m.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	m.cacheMu.Lock()
+	// Not if something was forgotten meanwhile: the read may predate it.
+	if gen == m.cacheGen {
+		if m.cache == nil || len(m.cache) >= 10_000 {
+			m.cache = map[string]cachedTask{}
+		}
+		m.cache[id] = cachedTask{t, time.Now()}
+	}
+	m.cacheMu.Unlock()
+	return t, nil
+}
+
+// taskCacheTTL bounds how long a cached task is used without a signal:
+// processes that share a SQLite file hear no signals from each other.
+const taskCacheTTL = time.Second
+
+type cachedTask struct {
+	t  *Task
+	at time.Time
+}
+
+// forget drops a task from the cache; "" drops all.
+func (m *Manager) forget(id string) {
+	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
+	m.cacheGen++
+	if id == "" {
+		m.cache = nil
+		return
+	}
+	delete(m.cache, id)
 }
 
 // Registry returns the function registry the manager uses.
@@ -368,9 +424,7 @@ func (m *Manager) Update(ctx context.Context, id string, p Patch) (*Task, error)
 		if n, _ := res.RowsAffected(); n == 1 {
 			t.version++
 			t.setNextFire(t.UpdatedAt)
-			if t.Schedule != nil || before.Schedule != nil {
-				m.changed(t.ID)
-			}
+			m.changed(t.ID) // schedule loops and $execute's task cache, on every node
 			return t, nil
 		}
 	}
@@ -459,7 +513,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 // Execute checks that the task can run with the given overrides and submits
 // a job; the job is stored when Execute returns.
 func (m *Manager) Execute(ctx context.Context, id string, in ExecuteInput) (*job.Record, error) {
-	t, err := m.Get(ctx, id)
+	t, err := m.cached(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package task_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
@@ -65,6 +66,43 @@ func TestConcurrentUpdatesOfDifferentFieldsBothLand(t *testing.T) {
 			if got.Retries != retries || got.TimeoutSeconds == nil || *got.TimeoutSeconds != timeout {
 				t.Fatalf("round %d: retries %d timeout %v, want %d and %v: an update was lost", round, got.Retries, got.TimeoutSeconds, retries, timeout)
 			}
+		}
+	})
+}
+
+// TestExecuteSeesChangesAtOnce: $execute reads its task from a cache; a
+// change on this node is seen by the next $execute.
+func TestExecuteSeesChangesAtOnce(t *testing.T) {
+	dbtest.EachDB(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		m := newManager(t, db)
+		tk, err := m.Create(ctx, task.Input{Command: "echo one"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Execute(ctx, tk.ID, task.ExecuteInput{}); err != nil {
+			t.Fatal(err)
+		}
+		cmd := "echo two"
+		if _, err := m.Update(ctx, tk.ID, task.Patch{Command: &cmd}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := m.Execute(ctx, tk.ID, task.ExecuteInput{})
+		if err != nil || r.Command != cmd {
+			t.Fatalf("after the update the job runs %q (%v), want %q", r.Command, err, cmd)
+		}
+		off := false
+		if _, err := m.Update(ctx, tk.ID, task.Patch{Enabled: &off}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Execute(ctx, tk.ID, task.ExecuteInput{}); !errors.Is(err, task.ErrDisabled) {
+			t.Fatalf("execute of the task just disabled: %v, want ErrDisabled", err)
+		}
+		if err := m.Delete(ctx, tk.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Execute(ctx, tk.ID, task.ExecuteInput{}); !errors.Is(err, task.ErrNotFound) {
+			t.Fatalf("execute of the task just deleted: %v, want ErrNotFound", err)
 		}
 	})
 }
