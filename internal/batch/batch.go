@@ -11,7 +11,8 @@ import (
 )
 
 // Batcher groups ops into shared transactions. A caller's op runs as soon
-// as a writer is free, together with every op that queued up meanwhile, so
+// as a writer is free (on the caller's goroutine when one is free at
+// once), together with every op that queued up meanwhile, so
 // an idle system pays no added latency while a busy one pays one commit for
 // many jobs instead of one each. Durability is unchanged: Do returns only
 // after the transaction holding the op has committed.
@@ -25,6 +26,12 @@ type Batcher struct {
 	max     int
 	stopped chan struct{} // closed once every writer has returned
 	writers sync.WaitGroup
+	// slots holds one token per transaction in flight (Writers of them).
+	// A caller that finds one free runs its op, and whatever queued, on
+	// its own goroutine: handing an op to an idle writer goroutine and
+	// back costs two wake-ups, each dear on a VM whose idle vCPUs sleep.
+	slots chan struct{}
+	ctx   context.Context
 }
 
 type op struct {
@@ -39,8 +46,9 @@ var ErrStopped = errors.New("write batcher stopped (shutting down)")
 // New starts a batcher whose writers commit at most maxOps ops per
 // transaction through inTx. It runs until ctx is canceled.
 func New(ctx context.Context, inTx func(ctx context.Context, fn func(tx *sql.Tx) error) error, maxOps, writers int) *Batcher {
-	b := &Batcher{inTx: inTx, ops: make(chan *op, 4096), max: maxOps, stopped: make(chan struct{})}
 	writers = max(writers, 1)
+	b := &Batcher{inTx: inTx, ops: make(chan *op, 4096), max: maxOps, stopped: make(chan struct{}),
+		slots: make(chan struct{}, writers), ctx: ctx}
 	b.writers.Add(writers)
 	for range writers {
 		go func() { defer b.writers.Done(); b.loop(ctx) }()
@@ -65,6 +73,17 @@ func (b *Batcher) Do(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	select {
 	case <-b.stopped:
 		return ErrStopped
+	default:
+	}
+	if b.ctx.Err() != nil {
+		return ErrStopped
+	}
+	select {
+	case b.slots <- struct{}{}: // a transaction slot is free: commit here
+		batch := b.fill(append(make([]*op, 0, 8), o))
+		b.run(batch)
+		<-b.slots
+		return <-o.done
 	default:
 	}
 	select {
@@ -101,17 +120,23 @@ func (b *Batcher) loop(ctx context.Context) {
 		case o := <-b.ops:
 			batch = append(batch, o)
 		}
-	fill:
-		for len(batch) < b.max {
-			select {
-			case o := <-b.ops:
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
-		b.run(batch)
+		b.slots <- struct{}{}
+		b.run(b.fill(batch))
+		<-b.slots
 	}
+}
+
+// fill adds the ops queued meanwhile, up to the batch size.
+func (b *Batcher) fill(batch []*op) []*op {
+	for len(batch) < b.max {
+		select {
+		case o := <-b.ops:
+			batch = append(batch, o)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // drain fails every op still queued once the writers stopped.
