@@ -28,11 +28,15 @@ func (s *Server) registerJobs() {
 	j := s.d.Jobs
 	huma.Register(s.api, huma.Operation{
 		OperationID: "list-jobs", Method: http.MethodGet, Path: "/api/v1/jobs", Tags: jobsTag,
-		Summary: "List jobs, newest first", Description: "Without page/size at most the newest 100.",
+		Summary: "List jobs, newest first",
+		Description: "Without page/size at most the newest 100. With page/size a page object whose next is the " +
+			"cursor of the jobs after it; with after=<job id> (and size) the jobs after that one, as a " +
+			"{items,size,next} object: as fast however deep, and without a total, which costs a count of every match.",
 	}, func(ctx context.Context, in *struct {
 		Status  string `query:"status" doc:"pending, running, completed, failed or canceled"`
 		TaskID  string `query:"task_id" doc:"only jobs of this task"`
 		Trigger string `query:"trigger" doc:"only jobs made by api ($execute) or schedule"`
+		After   string `query:"after" doc:"a job id, the next of the previous page: list the jobs after it (older), size at a time (default 50); not with page"`
 		PageQuery
 	}) (*listOut, error) {
 		st, err := jobStatus(in.Status)
@@ -44,18 +48,30 @@ func (s *Server) registerJobs() {
 				return nil, err
 			}
 		}
-		paged, limit, offset := in.paged(100)
 		if in.Trigger != "" && in.Trigger != job.TriggerAPI && in.Trigger != job.TriggerSchedule {
 			return nil, problemf(400, "query trigger=%q: want api or schedule", in.Trigger)
 		}
-		items, total, err := j.List(ctx, job.Filter{Status: st, TaskID: in.TaskID, Trigger: in.Trigger}, limit, offset)
+		f := job.Filter{Status: st, TaskID: in.TaskID, Trigger: in.Trigger}
+		if in.After != "" {
+			return s.listJobsAfter(ctx, f, in.After, in.PageQuery)
+		}
+		paged, limit, offset := in.paged(100)
+		if !paged { // no total asked for: no count
+			items, err := j.ListPage(ctx, f, limit, offset)
+			if err != nil {
+				return nil, s.toProblem(ctx, err)
+			}
+			return &listOut{Body: items}, nil
+		}
+		items, total, err := j.List(ctx, f, limit, offset)
 		if err != nil {
 			return nil, s.toProblem(ctx, err)
 		}
-		if paged {
-			return &listOut{Body: newPage(items, total, limit, offset)}, nil
+		pg := JobPage{Page: newPage(items, total, limit, offset)}
+		if n := len(items); n > 0 && offset+n < total {
+			pg.Next = &items[n-1].ID
 		}
-		return &listOut{Body: items}, nil
+		return &listOut{Body: pg}, nil
 	})
 
 	huma.Register(s.api, huma.Operation{
@@ -173,6 +189,49 @@ func (s *Server) registerJobs() {
 			st.serve(w, r, in.ID, after, first, changed)
 		}}, nil
 	})
+}
+
+// JobPage is a page of GET /api/v1/jobs?page&size: the page object of
+// every list, and Next, the after= of the page that follows it (null on
+// the last), for a client that goes on by cursor.
+type JobPage struct {
+	Page[*job.Record]
+	Next *string `json:"next" doc:"the after= of the jobs that follow this page; null on the last"`
+}
+
+// JobsAfter is a keyset page of GET /api/v1/jobs?after=: no total, which
+// would cost a count of every match, and no page number, since a cursor
+// page has none.
+type JobsAfter struct {
+	Items []*job.Record `json:"items"`
+	Size  int           `json:"size"`
+	Next  *string       `json:"next" doc:"the after= of the jobs that follow; null when there are none"`
+}
+
+// listJobsAfter answers ?after=: one more job than the page is read, so
+// next is null exactly when nothing follows (never a last, empty page).
+func (s *Server) listJobsAfter(ctx context.Context, f job.Filter, after string, q PageQuery) (*listOut, error) {
+	if err := checkID("after", after); err != nil {
+		return nil, err
+	}
+	if q.Page != 0 {
+		return nil, problemf(400, "query after and page: use one (after pages by cursor, from the next of the previous page; page by number)")
+	}
+	size := q.Size
+	if size == 0 {
+		size = 50
+	}
+	f.After = after
+	items, err := s.d.Jobs.ListPage(ctx, f, size+1, 0)
+	if err != nil {
+		return nil, s.toProblem(ctx, err)
+	}
+	out := JobsAfter{Items: items, Size: size}
+	if len(items) > size {
+		out.Items = items[:size]
+		out.Next = &items[size-1].ID
+	}
+	return &listOut{Body: out}, nil
 }
 
 // parseLastEventID accepts an empty header or a non-negative event id.

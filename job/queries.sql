@@ -271,13 +271,17 @@ DELETE FROM job_events WHERE job_id = ? AND kind = 'log' AND seq <= ?
 -- name: Get
 SELECT /*COLS*/ FROM jobs WHERE id = ?
 
+-- List and Count get their WHERE from Filter.where: only the conditions
+-- of the filter's set fields, so the planner sees the columns and walks the
+-- index that matches (jobs_status, jobs_task_id, jobs_scheduled) newest
+-- first. One fixed statement with "(? = '' OR status = ?)" for each field
+-- hid them from it: every list walked the whole table, 30 ms at 100k jobs.
+-- /*LIMIT*/ is "LIMIT ? OFFSET ?", after the WHERE's parameters.
 -- name: List
-SELECT /*COLS*/ FROM jobs
-WHERE (? = '' OR status = ?) AND (? = '' OR task_id = ?) AND (? = '' OR triggered_by = ?)
-ORDER BY id DESC LIMIT ? OFFSET ?
+SELECT /*COLS*/ FROM jobs /*WHERE*/ ORDER BY id DESC /*LIMIT*/
 
 -- name: Count
-SELECT COUNT(*) FROM jobs WHERE (? = '' OR status = ?) AND (? = '' OR task_id = ?) AND (? = '' OR triggered_by = ?)
+SELECT COUNT(*) FROM jobs /*WHERE*/
 
 -- name: CountPending
 SELECT COUNT(*) FROM jobs WHERE status = 'pending'
