@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/servicekit/servicekit/artifact"
 	"github.com/servicekit/servicekit/httpapi"
@@ -153,7 +154,7 @@ func TestArtifactAPILifecycle(t *testing.T) {
 	t.Run("put", func(t *testing.T) {
 		var u artifactJSON
 		artifactMust(t, h, 200, "PUT", "/api/v1/artifacts/"+child.ID, `{"data": {"replaced": true}}`).decode(t, &u)
-		if string(u.Data) != `{"replaced":true}` || u.Level != 1 || *u.ParentID != root.ID || u.CreatedAt != child.CreatedAt || u.UpdatedAt < child.UpdatedAt {
+		if string(u.Data) != `{"replaced":true}` || u.Level != 1 || *u.ParentID != root.ID || u.CreatedAt != child.CreatedAt || laterThan(child.UpdatedAt, u.UpdatedAt) {
 			t.Errorf("put: %+v (was %+v)", u, child)
 		}
 		artifactMust(t, h, 200, "GET", "/api/v1/artifacts/"+child.ID, "").decode(t, &u)
@@ -314,4 +315,12 @@ func TestArtifactAPIOpenAPI(t *testing.T) {
 	if _, ok := doc.Components.Schemas["TreeNode"]; !ok {
 		t.Errorf("no TreeNode schema among %d", len(doc.Components.Schemas))
 	}
+}
+
+// laterThan compares two RFC 3339 times as times: as strings "…34.751Z"
+// sorts before "…34.75Z", since the encoding drops trailing zeros.
+func laterThan(a, b string) bool {
+	ta, errA := time.Parse(time.RFC3339Nano, a)
+	tb, errB := time.Parse(time.RFC3339Nano, b)
+	return errA != nil || errB != nil || ta.After(tb)
 }
